@@ -40,6 +40,7 @@ class RetrieverContext:
 RetrieverFactory = Callable[[RetrieverContext], BaseRetriever]
 _factories: dict[str, RetrieverFactory] = {}
 _entry_points_loaded = False
+_broken: dict[str, str] = {}
 
 
 def register_retriever(name: str, factory: RetrieverFactory) -> None:
@@ -54,7 +55,10 @@ def _load_entry_points() -> None:
     _entry_points_loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in _factories:
-            _factories[ep.name] = ep.load()
+            try:
+                _factories[ep.name] = ep.load()
+            except Exception as exc:  # noqa: BLE001 - one broken plugin must not hide the rest
+                _broken[ep.name] = f"{type(exc).__name__}: {exc}"
 
 
 def retriever_names() -> list[str]:
@@ -72,6 +76,9 @@ def make_retriever(ctx: RetrieverContext, name: str | None = None) -> BaseRetrie
     name = name or ctx.profile.retrieval.retriever
     if name not in _factories:
         _load_entry_points()
+    if name in _broken:
+        raise ConfigError(f"retriever '{name}' failed to load: {_broken[name]}",
+                          key="retrieval.retriever")
     if name not in _factories:
         raise ConfigError(
             f"unknown retriever '{name}'; known: {', '.join(retriever_names())}",

@@ -167,6 +167,17 @@ class Manifest:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    @property
+    def generation(self) -> int:
+        """A counter that grows whenever the stored chunks change (derived indexes compare it)."""
+        return int(self.meta("generation") or 0)
+
+    def bump_generation(self) -> int:
+        with self._lock:
+            value = self.generation + 1
+            self.set_meta("generation", str(value))
+            return value
+
     def reset(self) -> None:
         """Forget every file (used when the collection is rebuilt with another embedder)."""
         with self._lock:

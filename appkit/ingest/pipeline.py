@@ -176,8 +176,10 @@ class Ingestor:
 
     def reembed(self) -> None:
         """Drop the collection and the manifest so the next run embeds everything again."""
+        generation = self.manifest.generation
         self.store.drop()
         self.manifest.reset()
+        self.manifest.set_meta("generation", str(generation + 1))
 
     def run(self, paths: Sequence[str | os.PathLike], *, rehash: bool = False,
             on_file: Callable[[str, str], None] | None = None) -> IngestReport:
@@ -228,6 +230,8 @@ class Ingestor:
                 bar.close()
         if report.chunks_embedded and not self.manifest.meta(EMBEDDER_META):
             self.manifest.set_meta(EMBEDDER_META, self.embedder_id)
+        if report.chunks_embedded or report.chunks_deleted or report.deleted:
+            self.manifest.bump_generation()
         report.seconds = time.perf_counter() - started
         return report
 
