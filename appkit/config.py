@@ -115,10 +115,14 @@ class PromptConfig:
     mode: Literal["zero-shot", "one-shot", "few-shot"] = "zero-shot"
     system: str = (
         "You answer questions using only the numbered sources provided. "
-        "Cite the sources you use as [1], [2]. If the sources do not contain the answer, "
-        "say that the documents do not say."
+        "If the sources do not contain the answer, say that the documents do not say."
     )
-    template: str = "Sources:\n{context}\n\nQuestion: {question}"
+    # The citation request sits next to the question: small models follow it there, not in the
+    # system message (measured with Qwen2.5-0.5B: citations in 4/4 answers instead of 0/4).
+    template: str = (
+        "Sources:\n{context}\n\nQuestion: {question}\n"
+        "Answer in one or two sentences and cite the source numbers you used, like [1]."
+    )
     examples: tuple[ShotExample, ...] = ()
 
 
