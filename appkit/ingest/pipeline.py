@@ -41,7 +41,7 @@ from appkit.ingest.manifest import FileRecord, Manifest
 from appkit.store.chroma import ChromaStore, embedder_identity
 
 EMBEDDER_META = "embedder"
-BATCH_CHUNKS = 256  # chunks per embedding + store write; bounds memory on any folder size
+BATCH_CHUNKS = 1024  # chunks per embedding + store write: bounds memory, and lets the encoder sort by length
 
 
 @dataclass
