@@ -100,6 +100,41 @@ class RetrievalConfig:
 
 
 @dataclass(frozen=True)
+class RetrieversConfig:
+    """Settings of the ``retrievers`` layer (hybrid, reranking, query transformation, context).
+
+    Attributes:
+        candidates: chunks each first-stage retriever returns before fusion.
+        dense_weight: weight of the dense ranking in reciprocal rank fusion.
+        bm25_weight: weight of the BM25 ranking in reciprocal rank fusion.
+        rrf_k: the constant of reciprocal rank fusion (1 / (rrf_k + rank)).
+        mmr: diversify dense results with maximal marginal relevance.
+        mmr_lambda: 1 is pure relevance, 0 pure diversity.
+        first_stage: the retriever that ``rerank``, ``multi-query`` and ``context`` wrap.
+        reranker: ``cross-encoder`` or ``llm`` (the chat model ranks a few candidates).
+        rerank_model: a catalogue name or folder of a cross-encoder (``appkit retrievers train``).
+        rerank_candidates: fused candidates the reranker scores.
+        query_expansion: ask the chat model for alternative phrasings and fuse their results.
+        expansion_queries: how many alternative phrasings.
+        context_window: neighbouring chunks added on each side of a hit (0: none).
+    """
+
+    candidates: int = 50
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+    rrf_k: int = 60
+    mmr: bool = False
+    mmr_lambda: float = 0.5
+    first_stage: str = "hybrid"
+    reranker: Literal["cross-encoder", "llm"] = "cross-encoder"
+    rerank_model: str = ""
+    rerank_candidates: int = 20
+    query_expansion: bool = False
+    expansion_queries: int = 3
+    context_window: int = 0
+
+
+@dataclass(frozen=True)
 class ShotExample:
     """One worked example for one- and few-shot prompts."""
 
@@ -152,6 +187,7 @@ class Profile:
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    retrievers: RetrieversConfig = field(default_factory=RetrieversConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     quality_gate: dict[str, str] = field(default_factory=dict)
@@ -337,6 +373,17 @@ def _validate(p: Profile, path: str | None) -> None:
         raise bad("retrieval.chunk_overlap", "0 <= overlap < chunk_size", r.chunk_overlap)
     if not 0.0 <= r.min_relevance <= 1.0:
         raise bad("retrieval.min_relevance", "a number from 0 to 1", r.min_relevance)
+    rs = p.retrievers
+    for key in ("candidates", "rrf_k", "rerank_candidates", "expansion_queries"):
+        if getattr(rs, key) < 1:
+            raise bad(f"retrievers.{key}", "an integer >= 1", getattr(rs, key))
+    for key in ("dense_weight", "bm25_weight"):
+        if getattr(rs, key) < 0:
+            raise bad(f"retrievers.{key}", "a number >= 0", getattr(rs, key))
+    if not 0.0 <= rs.mmr_lambda <= 1.0:
+        raise bad("retrievers.mmr_lambda", "a number from 0 to 1", rs.mmr_lambda)
+    if rs.context_window < 0:
+        raise bad("retrievers.context_window", "an integer >= 0", rs.context_window)
     if g.max_tokens < 1:
         raise bad("chat.generation.max_tokens", "an integer >= 1", g.max_tokens)
     if not 0.0 <= g.temperature <= 5.0:

@@ -1,0 +1,580 @@
+"""SciFact benchmark of the retrievers layer: quality, reranker cost, latency and BM25 memory.
+
+Every retriever runs through the real code path (``retrievers.registry.build_pipeline`` over a
+``ChromaStore`` holding SciFact, one chunk per abstract) and runs are scored with ranx. Settings are
+chosen on a dev split carved from ``qrels/train.tsv`` (20 % of its queries, seed 13); the encoder and
+the cross-encoder are trained on the other 80 %; the test qrels are only ever scored.
+
+    .venv/bin/python benchmarks/bench_scifact.py tune      # grid on dev: fusion weights, rrf k, depth
+    .venv/bin/python benchmarks/bench_scifact.py train     # pairs from train split; encoder + reranker
+    .venv/bin/python benchmarks/bench_scifact.py quality   # every retriever on dev and test
+    .venv/bin/python benchmarks/bench_scifact.py latency   # p50/p95 at 5k and 100k chunks, BM25 memory
+
+Data is read from ../shared/bench/scifact (never copied). Corpus embeddings, stores, trained models and
+JSON results are cached under benchmarks/out/ (git-ignored); APPKIT_CACHE points there too, so the
+trained models land in a benchmark-only catalogue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DATA = (ROOT / ".." / "shared" / "bench" / "scifact").resolve()
+OUT = HERE / "out"
+os.environ.setdefault("APPKIT_CACHE", str(OUT / "cache"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+sys.path.insert(0, str(ROOT))
+
+from langchain_core.embeddings import Embeddings  # noqa: E402
+
+from appkit.config import Profile, RetrievalConfig, RetrieversConfig, StoreConfig  # noqa: E402
+from appkit.retrieval import RetrieverContext  # noqa: E402
+
+SEED = 13
+DEV_FRACTION = 0.2
+BASE = "all-minilm-l6-v2"
+METRICS = ["ndcg@10", "mrr@10", "recall@100"]
+
+
+def log(*a: Any) -> None:
+    print(*a, file=sys.stderr, flush=True)
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+
+def load_corpus() -> tuple[list[str], list[str]]:
+    """(doc ids, 'title text' strings) in file order."""
+    ids, texts = [], []
+    with open(DATA / "corpus.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            d = json.loads(line)
+            ids.append(str(d["_id"]))
+            texts.append(f"{d.get('title', '')} {d.get('text', '')}".strip())
+    return ids, texts
+
+
+def load_queries() -> dict[str, str]:
+    with open(DATA / "queries.jsonl", encoding="utf-8") as fh:
+        return {str(q["_id"]): q["text"] for q in map(json.loads, fh)}
+
+
+def load_qrels(name: str) -> dict[str, dict[str, int]]:
+    from retrievers.train import read_qrels
+
+    return read_qrels(DATA / "qrels" / f"{name}.tsv")
+
+
+def splits() -> dict[str, dict[str, dict[str, int]]]:
+    """train (80 % of train.tsv queries), dev (the other 20 %), test (test.tsv)."""
+    train = load_qrels("train")
+    qids = sorted(train)
+    random.Random(SEED).shuffle(qids)
+    n_dev = int(len(qids) * DEV_FRACTION)
+    dev = set(qids[:n_dev])
+    return {"train": {q: r for q, r in train.items() if q not in dev},
+            "dev": {q: r for q, r in train.items() if q in dev},
+            "test": load_qrels("test")}
+
+
+# --- embeddings and stores -------------------------------------------------------------------------
+
+
+def model_dir(name: str) -> str:
+    from appkit.models.catalogue import resolve_model
+
+    return str(resolve_model(name)[1])
+
+
+def model_key(path: str, max_seq_length: int = 256) -> str:
+    p = Path(path)
+    weights = p / "model.safetensors"
+    stamp = f"{p.resolve()}|{weights.stat().st_size if weights.exists() else 0}|" \
+            f"{weights.stat().st_mtime_ns if weights.exists() else 0}|{max_seq_length}"
+    return f"{p.name}-{hashlib.sha1(stamp.encode()).hexdigest()[:10]}"
+
+
+_st_models: dict[str, Any] = {}
+
+
+def st_model(path: str) -> Any:
+    if path not in _st_models:
+        from sentence_transformers import SentenceTransformer
+
+        m = SentenceTransformer(path, device="cpu", local_files_only=True)
+        m.max_seq_length = 256
+        _st_models[path] = m
+    return _st_models[path]
+
+
+def corpus_embeddings(path: str) -> np.ndarray:
+    """Normalised corpus vectors for a model, computed once and cached under out/emb/."""
+    cache = OUT / "emb" / f"{model_key(path)}.npy"
+    if cache.exists():
+        return np.load(cache)
+    _, texts = load_corpus()
+    t0 = time.perf_counter()
+    vecs = st_model(path).encode(texts, batch_size=64, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+    log(f"embedded {len(texts)} passages in {time.perf_counter() - t0:.0f}s ({path})")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npy")
+    np.save(tmp, vecs)
+    os.replace(tmp, cache)
+    return vecs
+
+
+class CachedQueryEmbeddings(Embeddings):
+    """The real model for queries, memoised (every configuration re-asks the same queries).
+
+    ``memo=False`` embeds every query afresh, as the application does (for latency).
+    """
+
+    def __init__(self, path: str, memo: bool = True):
+        self.path = path
+        self.identity = model_key(path)
+        self.memo = memo
+        self._memo: dict[str, list[float]] = {}
+
+    def preload(self, texts: list[str]) -> None:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._memo]
+        if todo:
+            vecs = st_model(self.path).encode(todo, batch_size=64, normalize_embeddings=True,
+                                              show_progress_bar=False)
+            self._memo.update({t: v.tolist() for t, v in zip(todo, vecs)})
+
+    def embed_query(self, text: str) -> list[float]:
+        if not self.memo:
+            return st_model(self.path).encode(text, normalize_embeddings=True).tolist()
+        if text not in self._memo:
+            self.preload([text])
+        return self._memo[text]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.preload(texts)
+        return [self._memo[t] for t in texts]
+
+
+def scifact_store(model: str) -> tuple[Any, Profile]:
+    """A Chroma store holding SciFact embedded with ``model`` (built once), and its profile."""
+    from appkit.ingest.manifest import Manifest
+    from appkit.store.chroma import ChromaStore
+
+    path = model_dir(model)
+    key = model_key(path)
+    data_dir = OUT / "stores" / key
+    profile = Profile(store=StoreConfig(path=str(data_dir), collection="scifact"))
+    emb = CachedQueryEmbeddings(path)
+    store = ChromaStore(profile.store, data_dir, emb)
+    ids, texts = load_corpus()
+    if store.count() != len(ids):
+        vecs = corpus_embeddings(path)
+        t0 = time.perf_counter()
+        store.upsert(ids, texts, [{"source": i, "file_type": "scifact", "chunk_index": 0}
+                                  for i in ids], vecs)
+        Manifest(data_dir / "manifest.sqlite").bump_generation()
+        log(f"stored {len(ids)} chunks in Chroma in {time.perf_counter() - t0:.0f}s")
+    emb.preload(list(load_queries().values()))
+    return store, profile
+
+
+# --- configurations and scoring --------------------------------------------------------------------
+
+
+def make(store: Any, profile: Profile, stage: str, *, k: int, rerank: bool = False,
+         **cfg: Any) -> Any:
+    from retrievers.registry import build_pipeline
+
+    p = dataclasses.replace(profile, retrieval=RetrievalConfig(k=k),
+                            retrievers=dataclasses.replace(RetrieversConfig(), **cfg))
+    return build_pipeline(RetrieverContext(p, store, None), stage, rerank=rerank)
+
+
+def run_of(retriever: Any, queries: dict[str, str], qids: list[str], k: int,
+           times: list[float] | None = None) -> dict[str, dict[str, float]]:
+    """A ranx-style run {qid: {doc: score}}; scores decrease with rank (ties broken by rank)."""
+    run = {}
+    for q in qids:
+        t0 = time.perf_counter()
+        docs = retriever.invoke(queries[q], k=k)
+        if times is not None:
+            times.append(time.perf_counter() - t0)
+        run[q] = {str(d.metadata.get("source", d.id)): float(len(docs) - r)
+                  for r, d in enumerate(docs)}
+    return run
+
+
+def score(run: dict, qrels: dict, metrics: list[str] = METRICS) -> dict[str, float]:
+    from ranx import Qrels, Run, evaluate
+
+    qrels = {q: r for q, r in qrels.items() if q in run}
+    run = {q: (r if r else {"__none__": 0.0}) for q, r in run.items()}
+    res = evaluate(Qrels(qrels), Run(run), metrics, make_comparable=True)
+    return {m: round(float(res[m]), 4) for m in metrics}
+
+
+def results_file(name: str) -> Path:
+    return OUT / "results" / f"{name}.json"
+
+
+def save(name: str, data: Any) -> None:
+    p = results_file(name)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(data, indent=2))
+    log(f"wrote {p}")
+
+
+def load(name: str) -> Any:
+    p = results_file(name)
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+# --- commands --------------------------------------------------------------------------------------
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    """Grid over fusion settings on dev for one encoder; writes out/results/tune-<model>.json."""
+    sp = splits()
+    queries = load_queries()
+    store, profile = scifact_store(args.model)
+    dev = sorted(sp["dev"])
+    rows = []
+    for stage in ("dense", "bm25"):
+        run = run_of(make(store, profile, stage, k=100), queries, dev, 100)
+        rows.append({"stage": stage, **score(run, sp["dev"])})
+        log(rows[-1])
+    for candidates in (50, 100):
+        for rrf_k in (10, 30, 60):
+            for dw in (0.5, 0.75, 1.0, 1.25, 1.5, 2.0):
+                cfg = dict(candidates=candidates, rrf_k=rrf_k, dense_weight=dw, bm25_weight=1.0)
+                run = run_of(make(store, profile, "hybrid", k=100, **cfg), queries, dev, 100)
+                rows.append({"stage": "hybrid", **cfg, **score(run, sp["dev"])})
+                log(rows[-1])
+    best = max((r for r in rows if r["stage"] == "hybrid"), key=lambda r: r["ndcg@10"])
+    save(f"tune-{args.model}", {"model": args.model, "rows": rows, "best": best})
+    log("best on dev:", best)
+
+
+def best_fusion(model: str) -> dict[str, Any]:
+    """The fusion settings chosen on dev for ``model`` (run ``tune --model`` first)."""
+    tuned = load(f"tune-{model}")
+    if not tuned:
+        raise SystemExit(f"run: bench_scifact.py tune --model {model}")
+    return {k: tuned["best"][k] for k in ("candidates", "rrf_k", "dense_weight", "bm25_weight")}
+
+
+class CachedReranker:
+    """A cross-encoder whose scores are memoised on disk per (query, passage): the N sweep and the
+    two first stages share most pairs, and the CPU is slow."""
+
+    def __init__(self, name: str):
+        from retrievers.rerank import CrossEncoderReranker
+
+        self.inner = CrossEncoderReranker(name)
+        self.file = OUT / "ce-cache" / f"{model_key(model_dir(name))}.json"
+        self.memo: dict[str, float] = json.loads(self.file.read_text()) if self.file.exists() else {}
+        self.computed = 0
+
+    @staticmethod
+    def key(query: str, text: str) -> str:
+        return hashlib.sha1(f"{query}\x00{text}".encode()).hexdigest()
+
+    def score(self, query: str, texts: list[str]) -> list[float]:
+        todo = [t for t in texts if self.key(query, t) not in self.memo]
+        if todo:
+            for t, s in zip(todo, self.inner.score(query, todo)):
+                self.memo[self.key(query, t)] = s
+            self.computed += len(todo)
+            if self.computed >= 500:
+                self.flush()
+        return [self.memo[self.key(query, t)] for t in texts]
+
+    def flush(self) -> None:
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.memo))
+        os.replace(tmp, self.file)
+        self.computed = 0
+
+
+def reranked(store: Any, profile: Profile, reranker: Any, n: int, k: int = 10,
+             **fusion: Any) -> Any:
+    """The rerank pipeline (hybrid first stage) with ``reranker`` plugged in."""
+    r = make(store, profile, "hybrid", k=k, rerank=True, rerank_candidates=n, **fusion)
+    r.reranker = reranker
+    return r
+
+
+def cmd_rerank_sweep(args: argparse.Namespace) -> None:
+    """On dev: nDCG@10 and latency for N reranked candidates; picks N."""
+    sp = splits()
+    queries = load_queries()
+    dev = sorted(sp["dev"])
+    store, profile = scifact_store(args.model)
+    fusion = best_fusion(args.model)
+    ce = CachedReranker(args.reranker)
+    rows = []
+    base = run_of(make(store, profile, "hybrid", k=10, **fusion), queries, dev, 10)
+    rows.append({"n": 0, **score(base, sp["dev"], ["ndcg@10", "mrr@10"])})
+    for n in args.n:
+        run = run_of(reranked(store, profile, ce, n, **fusion), queries, dev, 10)
+        ce.flush()
+        rows.append({"n": n, **score(run, sp["dev"], ["ndcg@10", "mrr@10"])})
+        log(rows[-1])
+    best = max(rows, key=lambda r: r["ndcg@10"])
+    save(f"rerank-sweep-{args.model}-{args.reranker}", {"rows": rows, "best_n": best["n"],
+                                                        "fusion": fusion})
+
+
+UNTUNED = dict(candidates=100, rrf_k=60, dense_weight=1.0, bm25_weight=1.0)
+
+
+def cmd_quality(args: argparse.Namespace) -> None:
+    """Every retriever and combination on dev and test; writes out/results/quality.json."""
+    sp = splits()
+    queries = load_queries()
+    tuned_enc = args.encoder
+    have_tuned = tuned_enc and load(f"tune-{tuned_enc}") is not None
+    base_store, base_profile = scifact_store(BASE)
+    configs: list[tuple[str, str, Any]] = [
+        ("bm25", "bm25 (bm25s, stopwords + Snowball stemming)",
+         lambda: make(base_store, base_profile, "bm25", k=100)),
+        ("dense", "dense MiniLM (all-MiniLM-L6-v2)",
+         lambda: make(base_store, base_profile, "dense", k=100)),
+        ("mmr", "dense MiniLM + MMR (lambda 0.5, fetch 100)",
+         lambda: make(base_store, base_profile, "mmr", k=100, candidates=100)),
+        ("hybrid-untuned", "hybrid RRF, untuned (weights 1:1, k=60)",
+         lambda: make(base_store, base_profile, "hybrid", k=100, **UNTUNED)),
+        ("hybrid", "hybrid RRF, profile defaults (chosen on dev)",
+         lambda: make(base_store, base_profile, "hybrid", k=100)),
+    ]
+    if have_tuned:
+        t_store, t_profile = scifact_store(tuned_enc)
+        t_fusion = best_fusion(tuned_enc)
+        configs += [
+            ("dense-ft", "dense, MiniLM fine-tuned on train split",
+             lambda: make(t_store, t_profile, "dense", k=100)),
+            ("hybrid-ft", "hybrid RRF, fine-tuned encoder (fusion chosen on dev)",
+             lambda: make(t_store, t_profile, "hybrid", k=100, **t_fusion)),
+        ]
+    rerank_rows = []
+    if args.reranker:
+        ce = CachedReranker(args.reranker)
+        sweep = load(f"rerank-sweep-{BASE}-{args.reranker}")
+        n = sweep["best_n"] if sweep and sweep["best_n"] else 20
+        rerank_rows.append(("rerank", f"hybrid defaults + cross-encoder trained here (top {n})",
+                            lambda: reranked(base_store, base_profile, ce, n), "hybrid"))
+        if have_tuned:
+            sweep_t = load(f"rerank-sweep-{tuned_enc}-{args.reranker}")
+            n_t = sweep_t["best_n"] if sweep_t and sweep_t["best_n"] else n
+            rerank_rows.append(("rerank-ft", f"hybrid fine-tuned + cross-encoder (top {n_t})",
+                                lambda: reranked(t_store, t_profile, ce, n_t, **t_fusion),
+                                "hybrid-ft"))
+    results = load("quality") or {}
+    for split in args.splits:
+        qids = sorted(sp[split])
+        for key, label, build in configs:
+            times: list[float] = []
+            run = run_of(build(), queries, qids, 100, times)
+            results[f"{split}/{key}"] = {"label": label, **score(run, sp[split]),
+                                         "ms_per_query": round(1000 * statistics.mean(times), 1)}
+            log(split, key, results[f"{split}/{key}"])
+        for key, label, build, first in rerank_rows:
+            times = []
+            run = run_of(build(), queries, qids, 10, times)
+            ce.flush()
+            row = {"label": label, **score(run, sp[split], ["ndcg@10", "mrr@10"]),
+                   # Reranking permutes the first stage's top N inside its top 100, so recall@100
+                   # is the first stage's.
+                   "recall@100": results[f"{split}/{first}"]["recall@100"],
+                   "ms_per_query": round(1000 * statistics.mean(times), 1)}
+            results[f"{split}/{key}"] = row
+            log(split, key, row)
+        save("quality", results)
+
+
+def percentiles(times: list[float]) -> dict[str, float]:
+    ms = np.asarray(times) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 1),
+            "p95_ms": round(float(np.percentile(ms, 95)), 1), "n": len(times)}
+
+
+def synthetic_store(n: int) -> tuple[Any, Profile]:
+    """``n`` synthetic chunks: sentences of SciFact abstracts reshuffled into ~1,000-character
+    chunks, each with the vector of the abstract it mostly came from plus noise (cosine about 0.9
+    to it), so the store has the cluster structure of real embeddings without embedding 100k
+    texts on this CPU (about 75 minutes)."""
+    from appkit.ingest.manifest import Manifest
+    from appkit.store.chroma import ChromaStore
+
+    path = model_dir(BASE)
+    data_dir = OUT / "stores" / f"synthetic-{n}"
+    profile = Profile(store=StoreConfig(path=str(data_dir), collection="synthetic"))
+    store = ChromaStore(profile.store, data_dir, CachedQueryEmbeddings(path, memo=False))
+    store.embeddings.identity = model_key(path)
+    if store.count() == n:
+        return store, profile
+    rng = np.random.default_rng(SEED)
+    ids, texts = load_corpus()
+    vecs = corpus_embeddings(path)
+    sentences = [[s for s in t.split(". ") if s] for t in texts]
+    t0 = time.perf_counter()
+    step = 5000
+    for start in range(store.count() // step * step, n, step):
+        m = min(step, n - start)
+        src = rng.integers(0, len(texts), m)
+        chunk_texts = []
+        for j in src:
+            own = sentences[j][: int(rng.integers(2, 6))]
+            other = sentences[int(rng.integers(0, len(texts)))][:2]
+            chunk_texts.append(". ".join(own + other)[:1000])
+        noise = rng.normal(0, 1, (m, vecs.shape[1])).astype(np.float32)
+        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+        v = vecs[src] + 0.48 * noise
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        store.upsert([f"s{start + i}" for i in range(m)], chunk_texts,
+                     [{"source": f"synthetic/{int(j)}.txt", "file_type": "txt", "chunk_index": 0}
+                      for j in src], v)
+    Manifest(data_dir / "manifest.sqlite").bump_generation()
+    log(f"built synthetic store of {n} chunks in {time.perf_counter() - t0:.0f}s")
+    return store, profile
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cmd_latency(args: argparse.Namespace) -> None:
+    """p50/p95 per query (query embedding included) at 5k (SciFact) and 100k (synthetic) chunks."""
+    import gc
+
+    from retrievers.bm25 import index_for
+
+    queries = load_queries()
+    qids = sorted(load_qrels("test"))[: args.queries]
+    results = load("latency") or {}
+    st_model(model_dir(BASE)).encode("warm up")
+    for size in args.sizes:
+        if size == 5183:
+            store, profile = scifact_store(BASE)
+            store.embeddings.memo = False
+        else:
+            store, profile = synthetic_store(size)
+        gc.collect()
+        before = rss_mb()
+        index = index_for(store, profile.data_dir)
+        t0 = time.perf_counter()
+        index.rebuild()
+        build_s = time.perf_counter() - t0
+        results[f"{size}/bm25_index"] = {
+            "chunks": len(index), "build_s": round(build_s, 1),
+            "arrays_mb": round(index.memory_bytes() / 2**20, 1),
+            "disk_mb": round(sum(f.stat().st_size for f in index.path.rglob("*")) / 2**20, 1),
+            "rss_growth_mb": round(rss_mb() - before, 1)}
+        log(size, results[f"{size}/bm25_index"])
+        fusion = best_fusion(BASE)
+        retrievers = {"dense": make(store, profile, "dense", k=10),
+                      "bm25": make(store, profile, "bm25", k=10),
+                      "hybrid": make(store, profile, "hybrid", k=10, **fusion)}
+        if args.reranker:
+            from retrievers.rerank import CrossEncoderReranker
+
+            ce = CrossEncoderReranker(args.reranker)
+            ce.score("warm up", ["warm up"])
+            for n in args.rerank_n:
+                retrievers[f"rerank-{n}"] = reranked(store, profile, ce, n, **fusion)
+        for name, r in retrievers.items():
+            r.invoke(queries[qids[0]])  # warm: loads, first Chroma query
+            times: list[float] = []
+            few = qids[: args.rerank_queries] if name.startswith("rerank") else qids
+            for q in few:
+                t0 = time.perf_counter()
+                r.invoke(queries[q])
+                times.append(time.perf_counter() - t0)
+            results[f"{size}/{name}"] = percentiles(times)
+            log(size, name, results[f"{size}/{name}"])
+        save("latency", results)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    """Pairs from the train split (negatives mined with the dev-tuned hybrid), then the CLI trains."""
+    import subprocess
+
+    from retrievers.train import pairs_from_qrels, write_pairs
+
+    sp = splits()
+    queries = load_queries()
+    pairs_file = OUT / "pairs" / "scifact-train.jsonl"
+    if not pairs_file.exists():
+        store, profile = scifact_store(BASE)
+        hybrid = make(store, profile, "hybrid", k=30, **best_fusion(BASE))
+        ranked = {q: [d.metadata["source"] for d in hybrid.invoke(queries[q], k=30)]
+                  for q in sorted(sp["train"])}
+        pairs = pairs_from_qrels(sp["train"], DATA / "queries.jsonl", DATA / "corpus.jsonl",
+                                 negatives=3, ranked=ranked, skip_top=2, seed=SEED)
+        write_pairs(pairs, pairs_file)
+        log(f"wrote {len(pairs)} pairs to {pairs_file}")
+    cmd = [sys.executable, "-m", "appkit.cli", "retrievers", "train", "--pairs", str(pairs_file),
+           "--name", "scifact", "--what", args.what, "--epochs", str(args.epochs),
+           "--reranker-epochs", str(args.reranker_epochs)]
+    log("$ APPKIT_CACHE=benchmarks/out/cache appkit " + " ".join(cmd[3:]))
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    save(f"train-{args.what}", {"command": " ".join(cmd[3:]), "seconds": time.perf_counter() - t0})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("tune")
+    p.add_argument("--model", default=BASE)
+    p.set_defaults(func=cmd_tune)
+    p = sub.add_parser("rerank-sweep")
+    p.add_argument("--model", default=BASE)
+    p.add_argument("--reranker", default="scifact-reranker")
+    p.add_argument("--n", type=int, nargs="+", default=[10, 20, 30])
+    p.set_defaults(func=cmd_rerank_sweep)
+    p = sub.add_parser("quality")
+    p.add_argument("--splits", nargs="+", default=["dev", "test"])
+    p.add_argument("--encoder", default="scifact-encoder", help="fine-tuned encoder ('' = none)")
+    p.add_argument("--reranker", default="scifact-reranker", help="cross-encoder ('' = none)")
+    p.set_defaults(func=cmd_quality)
+    p = sub.add_parser("latency")
+    p.add_argument("--sizes", type=int, nargs="+", default=[5183, 100_000])
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--reranker", default="", help="also time reranking with this cross-encoder")
+    p.add_argument("--rerank-n", type=int, nargs="+", default=[10, 20, 30])
+    p.add_argument("--rerank-queries", type=int, default=30)
+    p.set_defaults(func=cmd_latency)
+    p = sub.add_parser("train")
+    p.add_argument("--what", default="both", choices=["both", "encoder", "reranker"])
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--reranker-epochs", type=float, default=1.0)
+    p.set_defaults(func=cmd_train)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
