@@ -69,9 +69,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 # --- ask and chat ------------------------------------------------------------------------------
 
 
-def _print_sources(answer: Any, out: Any = sys.stdout) -> None:
+def _print_sources(answer: Any, out: Any = None) -> None:
     from appkit.types import Answer
 
+    out = out or sys.stdout  # looked up per call: a default bound at import misses redirection
     assert isinstance(answer, Answer)
     if not answer.found:
         return

@@ -304,14 +304,21 @@ def _build(tp: Any, value: Any, path: str | None, prefix: str) -> Any:
                 path=path,
                 key=f"{prefix}.{unknown[0]}" if prefix else unknown[0],
             )
+        missing = [
+            n for n, f in fields.items()
+            if n not in value and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise ConfigError(
+                f"missing key '{missing[0]}' ({_type_name(hints[missing[0]])})",
+                path=path, key=f"{prefix}.{missing[0]}" if prefix else missing[0],
+            )
         kwargs = {}
         for name in value:
             sub = f"{prefix}.{name}" if prefix else name
             kwargs[name] = _build(hints[name], value[name], path, sub)
-        try:
-            return tp(**kwargs)
-        except TypeError as exc:  # a required field is missing
-            raise ConfigError(str(exc), path=path, key=key) from exc
+        return tp(**kwargs)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is Literal:

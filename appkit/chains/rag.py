@@ -89,8 +89,9 @@ class RagChain:
             return question
         reply = self.llm.invoke(condense_messages(question, history), config,
                                 max_tokens=64, temperature=0.0)
-        text = reply.text.strip().strip('"').splitlines()
-        return text[0].strip() if text and text[0].strip() else question
+        lines = reply.text.strip().splitlines()
+        first = lines[0].strip().strip('"').strip() if lines else ""
+        return first or question
 
     def relevant(self, docs: Sequence[Document]) -> list[Document]:
         return [d for d in docs if float(d.metadata.get("relevance", 1.0)) >= self.min_relevance]

@@ -7,6 +7,7 @@ concurrent callers (Streamlit reruns, server workers, ragas judges) never enter 
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
@@ -46,6 +47,19 @@ class _Loaded:
 
 _loaded: dict[tuple, _Loaded] = {}
 _loaded_guard = threading.Lock()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Free loaded models at exit, before interpreter shutdown tears down what
+    ``Llama.__del__`` needs (otherwise every process ends with an ignored-exception traceback)."""
+    with _loaded_guard:
+        for loaded in _loaded.values():
+            try:
+                loaded.llama.close()
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+        _loaded.clear()
 
 
 def load_llama(model_path: str, n_ctx: int, n_threads: int, lora_path: str = "", **extra: Any) -> _Loaded:
@@ -150,7 +164,8 @@ class LlamaCppChatModel(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "llama_cpp"
-        params["ls_model_name"] = self.model_name or os.path.basename(self.model_path)
+        params["ls_model_name"] = (kwargs.get("model") or self.model_name
+                                   or os.path.basename(self.model_path))
         return params
 
     def warm_up(self) -> _Loaded:
