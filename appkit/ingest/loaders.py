@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Callable, Protocol
@@ -159,6 +160,9 @@ class PdfLoader:
     def load(self, path: Path) -> list[Document]:
         data = read_bytes(path)
         pypdf = require("pypdf", extra="docs")
+        # pypdf logs repairable damage ("EOF marker not found") itself; the run's summary already
+        # reports files it cannot read, so its log lines are noise on the terminal.
+        logging.getLogger("pypdf").setLevel(logging.ERROR)
         try:
             reader = pypdf.PdfReader(io.BytesIO(data))
             if reader.is_encrypted:
