@@ -25,7 +25,9 @@ import fnmatch
 import hashlib
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -211,16 +213,21 @@ class Ingestor:
         todo = list(self._scan(paths, report, note, rehash))
         bar = self._bar(len(todo))
         try:
-            for item in todo:
-                t0 = time.perf_counter()
-                pending = self._load(item, report, note)
-                timings["load_split"] += time.perf_counter() - t0
+            for item, result in self._prepared(todo, timings):
                 if bar is not None:
                     bar.update(1)
-                if pending is None:
+                source = str(item[0])
+                if result is None:
+                    self.manifest.touch(source, item[2].st_mtime_ns)  # touched, not changed
+                    report.unchanged += 1
+                    note(source, "unchanged")
                     continue
-                batch.append(pending)
-                batch_chunks += len(pending.chunks)
+                if isinstance(result, Skipped):
+                    report.skipped.append(result)
+                    note(source, "skipped")
+                    continue
+                batch.append(result)
+                batch_chunks += len(result.chunks)
                 if batch_chunks >= BATCH_CHUNKS:
                     self._flush(batch, report, note)
                     batch, batch_chunks = [], 0
@@ -317,8 +324,9 @@ class Ingestor:
         loader = loader_for(path)
         return f"{loader.version if loader else 'none'}/{self.pipeline_version}"
 
-    def _load(self, item: tuple[Path, str, Any], report: IngestReport,
-              note: Callable[[str, str], None]) -> _Pending | None:
+    def prepare(self, item: tuple[Path, str, Any]) -> _Pending | Skipped | None:
+        """Read, load and split one file; free of side effects, so it can run in another thread
+        or process. Returns None when the content is unchanged (only the mtime moved)."""
         path, root, st = item
         source = str(path)
         old = self.manifest.get(source)
@@ -329,9 +337,6 @@ class Ingestor:
             data = None  # the loader's own read reports the reason
         sha = sha256_bytes(data) if data is not None else ""
         if old and sha and old.sha256 == sha and old.pipeline == self._pipeline_for(path):
-            self.manifest.touch(source, st.st_mtime_ns)  # touched, not changed
-            report.unchanged += 1
-            note(source, "unchanged")
             return None
         try:
             assert loader is not None
@@ -341,15 +346,11 @@ class Ingestor:
             if not chunks:
                 raise IngestError("no text to index")
         except IngestError as exc:
-            report.skipped.append(Skipped(source, str(exc)))
-            note(source, "skipped")
-            return None
+            return Skipped(source, str(exc))
         except AppkitError:
             raise
         except Exception as exc:  # noqa: BLE001 - one bad file never stops the run
-            report.skipped.append(Skipped(source, f"{type(exc).__name__}: {exc}"[:200]))
-            note(source, "skipped")
-            return None
+            return Skipped(source, f"{type(exc).__name__}: {exc}"[:200])
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         ids = []
         for i, chunk in enumerate(chunks):
@@ -359,6 +360,39 @@ class Ingestor:
             meta.setdefault("heading", "")
             ids.append(chunk_id(source, sha, i))
         return _Pending(path, root, sha, st.st_size, st.st_mtime_ns, chunks, ids, old)
+
+    def _prepared(self, todo: list[tuple[Path, str, Any]],
+                  timings: dict[str, float]) -> Iterator[tuple[tuple[Path, str, Any], Any]]:
+        """Prepare files in a background thread, a few ahead of the consumer, so reading and
+        splitting overlap with embedding (the encoders release the GIL while they compute)."""
+        if len(todo) < 2:
+            for item in todo:
+                t0 = time.perf_counter()
+                result = self.prepare(item)
+                timings["load_split"] += time.perf_counter() - t0
+                yield item, result
+            return
+
+        def timed(item: tuple[Path, str, Any]) -> tuple[Any, float]:
+            t0 = time.perf_counter()
+            return self.prepare(item), time.perf_counter() - t0
+
+        lookahead = 64
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="appkit-ingest") as pool:
+            futures: deque = deque()
+            items = iter(todo)
+            for item in items:
+                futures.append((item, pool.submit(timed, item)))
+                if len(futures) >= lookahead:
+                    break
+            while futures:
+                item, future = futures.popleft()
+                result, seconds = future.result()
+                timings["load_split"] += seconds
+                nxt = next(items, None)
+                if nxt is not None:
+                    futures.append((nxt, pool.submit(timed, nxt)))
+                yield item, result
 
     def _flush(self, batch: list[_Pending], report: IngestReport,
                note: Callable[[str, str], None]) -> None:
