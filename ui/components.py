@@ -32,6 +32,21 @@ def conversation_store(data_dir: str | os.PathLike) -> ConversationStore:
     return ConversationStore.for_data_dir(data_dir)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _conversation_list(folder: str, mtime_ns: int) -> list[dict[str, Any]]:
+    return ConversationStore(folder).list()
+
+
+def recent_conversations(store: ConversationStore) -> list[dict[str, Any]]:
+    """The saved conversations, newest first, re-read only when the folder changes (every save
+    replaces a file, which changes the folder's modification time)."""
+    try:
+        mtime = store.folder.stat().st_mtime_ns
+    except OSError:
+        return []
+    return _conversation_list(str(store.folder), mtime)
+
+
 def load_profile_or_stop() -> Any:
     """The session's profile; a broken profile file stops the page with its error."""
     try:

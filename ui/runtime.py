@@ -1,7 +1,7 @@
 """What every page shares: the session's profile, the cached :class:`~appkit.app.App`, readiness checks.
 
-Models and stores load once per process: the embedder is cached per (model, batch size, sequence
-length) and apps per profile content with ``st.cache_resource``; llama.cpp models are shared per file
+Models and stores load once per process: the embedder is cached per ``[embedding]`` settings and
+apps per profile content with ``st.cache_resource``; llama.cpp models are shared per file
 by :mod:`appkit.models.llama_cpp`. Changing a generation setting builds a new, cheap ``App`` around the
 same loaded models, so reruns stay instant.
 
@@ -130,7 +130,7 @@ def uses_real_models() -> bool:
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _embeddings(model: str, batch_size: int, max_seq_length: int, _profile: Profile) -> Any:
+def _embeddings(embedding_json: str, _profile: Profile) -> Any:
     from appkit.models import make_embeddings
 
     return make_embeddings(_profile)
@@ -143,8 +143,8 @@ def _app(profile_json: str, _profile: Profile) -> App:
         return factory(_profile)
     from appkit.app import App
 
-    e = _profile.embedding
-    return App(_profile, embeddings=_embeddings(e.model, e.batch_size, e.max_seq_length, _profile))
+    embedding = json.dumps(_profile.to_dict()["embedding"], sort_keys=True)
+    return App(_profile, embeddings=_embeddings(embedding, _profile))
 
 
 def get_app(profile: Profile | None = None) -> App:
@@ -239,8 +239,14 @@ def readiness(profile: Profile, manifest: Any) -> list[Problem]:
     """What stops the chat from answering now (empty when ready). Cheap: reads no model or store."""
     problems: list[Problem] = []
     if uses_real_models():
-        for module, extra in (("llama_cpp", "chat"), ("chromadb", "store"),
-                              ("sentence_transformers", "embed")):
+        remote = ("http://", "https://")
+        needed = [("chromadb", "store")]
+        if not profile.chat.model.startswith(remote):
+            needed.append(("llama_cpp", "chat"))
+        if not profile.embedding.model.startswith(remote) and not any(
+                importlib.util.find_spec(m) for m in ("sentence_transformers", "onnxruntime")):
+            needed.append(("sentence_transformers", "embed"))
+        for module, extra in needed:
             if importlib.util.find_spec(module) is None:
                 problems.append(Problem("error", f"{module} is not installed. Install it with: "
                                                  f"pip install 'appkit[{extra}]'"))

@@ -21,6 +21,7 @@ from ui.components import (
     USER_AVATAR,
     conversation_store,
     load_profile_or_stop,
+    recent_conversations,
     render_answer_body,
     render_feedback,
     render_sources,
@@ -63,7 +64,7 @@ def _delete(conversation_id: str) -> None:
 with st.sidebar:
     st.button("New chat", icon=":material/add_comment:", on_click=_new, width="stretch",
               type="primary" if convo.turns else "secondary")
-    saved = store.list()
+    saved = recent_conversations(store)
     if saved:
         st.caption("Recent conversations")
         for item in saved[:15]:

@@ -22,9 +22,6 @@ from ui.documents import (
 )
 
 RESULT_KEY = "appkit_ingest_result"
-STATUS_ICONS = {"added": "🟢 added", "updated": "🔵 updated", "unchanged": "⚪ unchanged",
-                "deleted": "🟠 deleted", "skipped": "🔴 skipped", "rejected": "🔴 rejected"}
-
 profile = load_profile_or_stop()
 manifest = runtime.manifest_for(str(profile.data_dir))
 
@@ -54,7 +51,7 @@ if stats["types"]:
 
 def _ingest(paths: list[str], rejected: list[tuple[str, str]]) -> None:
     """Ingest with a progress bar; keep the per-file results for the table."""
-    rows = [{"file": Path(name).name, "status": STATUS_ICONS["rejected"], "reason": reason,
+    rows = [{"file": Path(name).name, "status": "rejected", "reason": reason,
              "path": name} for name, reason in rejected]
     report = None
     if paths:
@@ -77,7 +74,7 @@ def _ingest(paths: list[str], rejected: list[tuple[str, str]]) -> None:
         bar.progress(1.0, text=f"Done in {report.seconds:.1f} s")
         reasons = {s.path: s.reason for s in report.skipped}
         for path, status in report.files:
-            rows.append({"file": Path(path).name, "status": STATUS_ICONS.get(status, status),
+            rows.append({"file": Path(path).name, "status": status,
                          "reason": reasons.get(path, ""), "path": path})
     st.session_state[RESULT_KEY] = {"rows": rows, "report": report.to_dict() if report else None}
     st.rerun()  # redraw the statistics above with the new collection

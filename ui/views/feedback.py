@@ -52,7 +52,7 @@ with c2.container(border=True):
 st.caption("From a terminal: `appkit feedback export --as pairs -o pairs.jsonl` or `--as eval-set`.")
 
 st.markdown("##### Recent feedback")
-rating_label = {1: "👍", -1: "👎", None: "–"}
+rating_label = {1: "up", -1: "down", None: "–"}
 st.dataframe(
     [{"when": r.updated_at.replace("T", " ")[:16], "rating": rating_label.get(r.rating, "–"),
       "question": r.question, "answer": r.answer, "correction": r.correction,

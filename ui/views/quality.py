@@ -8,6 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from ui.chat import escape_markdown, mark_citations
 from ui.components import load_profile_or_stop
 from ui.quality import (
     compare_runs,
@@ -50,7 +51,7 @@ cols = st.columns(min(4, max(1, len(latest.metrics))))
 for i, (name, value) in enumerate(sorted(latest.metrics.items())):
     delta = None
     if previous and name in previous.metrics:
-        delta = round(value - previous.metrics[name], 4)
+        delta = f"{value - previous.metrics[name]:+.3f}"
     cols[i % len(cols)].metric(name, f"{value:.3f}", delta=delta, border=True,
                                delta_color="inverse" if lower_is_better(name) else "normal")
 
@@ -101,12 +102,13 @@ with worst_tab:
         metric = c2.selectbox("Metric", case_metrics, key="worst-metric")
         for case in worst_cases(cases, metric, 10):
             with st.container(border=True):
-                st.markdown(f"**{case['metrics'][metric]:.3f}** · {case.get('question', '')}")
+                st.markdown(f"**{case['metrics'][metric]:.3f}** · "
+                            f"{escape_markdown(str(case.get('question', '')))}")
                 a, b = st.columns(2)
                 a.caption("Answer")
-                a.markdown(case.get("answer") or "_(none)_")
+                a.markdown(mark_citations(str(case.get("answer") or "")) or "_(none)_")
                 b.caption("Reference")
-                b.markdown(case.get("reference") or "_(none)_")
+                b.markdown(mark_citations(str(case.get("reference") or "")) or "_(none)_")
                 if case.get("error"):
                     st.error(case["error"], icon=":material/error:")
 

@@ -152,7 +152,7 @@ with st.form("settings-form", border=False):
         system = st.text_area("System instructions", profile.prompt.system, height=100,
                               key=key("set-system"))
         template = st.text_area("Question template (must contain {context} and {question})",
-                                profile.prompt.template, height=100, key=key("set-template"))
+                                profile.prompt.template, height=130, key=key("set-template"))
         st.caption("Worked examples: one-shot needs one, few-shot at least two.")
         edited = st.data_editor(
             _examples_rows(profile.prompt.examples) or [{"question": "", "context": "", "answer": ""}],

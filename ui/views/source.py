@@ -38,8 +38,16 @@ st.title(Path(source).name or "Source")
 st.caption(" · ".join(p for p in (where, source, f"chunk {int(meta.get('chunk_index', 0)) + 1}")
                       if p))
 
+def show(text: str) -> None:
+    """Markdown files as formatted text; everything else exactly as written."""
+    if Path(source).suffix.lower() in (".md", ".markdown"):
+        st.markdown(text.replace("$", "\\$"))
+    else:
+        st.text(text)
+
+
 with st.container(border=True):
-    st.markdown(doc.page_content)
+    show(doc.page_content)
 
 index = meta.get("chunk_index")
 if isinstance(index, int) and source:
@@ -50,6 +58,6 @@ if isinstance(index, int) and source:
     for col, i, label in ((cols[0], index - 1, "Before"), (cols[1], index + 1, "After")):
         if i in by_index:
             with col.expander(label, icon=":material/unfold_more:"):
-                st.markdown(by_index[i].page_content)
+                show(by_index[i].page_content)
                 st.page_link("views/source.py", label="Open", icon=":material/open_in_new:",
                              query_params={"chunk": by_index[i].id})
