@@ -173,6 +173,21 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """Settings of the ``finetune`` layer (``appkit finetune check``).
+
+    Attributes:
+        eval_set: the questions scored before and after tuning (default: the run's held-out split).
+        retain_set: questions of another task, scored to catch forgetting ("" skips the check).
+        forgetting_threshold: warn when the retain set's token F1 falls by more points than this.
+    """
+
+    eval_set: str = ""
+    retain_set: str = ""
+    forgetting_threshold: float = 2.0
+
+
+@dataclass(frozen=True)
 class Profile:
     """A whole use case: task, documents, models, retrieval, prompts, storage and quality bars.
 
@@ -188,6 +203,7 @@ class Profile:
     chat: ChatConfig = field(default_factory=ChatConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     retrievers: RetrieversConfig = field(default_factory=RetrieversConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     quality_gate: dict[str, str] = field(default_factory=dict)

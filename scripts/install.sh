@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 extras="all"
-[ "${1:-}" = "--test" ] && extras="all,test"
+[ "${1:-}" = "--test" ] && extras="all,test,finetune"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # torch is pinned to 2.13.0, the CPU wheel; llama-cpp-python compiles from source the first time

@@ -1,0 +1,372 @@
+"""``appkit finetune``: prepare data, train (LoRA, full, DPO), check, export (entry point
+``appkit.commands: finetune``). Nothing heavy is imported until a command runs.
+
+The loop::
+
+    appkit finetune prepare --task qa --from eval-set.jsonl     # train.jsonl + heldout.jsonl
+    appkit finetune lora --base gemma3-270m --data finetune-data/train.jsonl --name my-run
+    appkit finetune check my-run                                # before/after + forgetting
+    appkit finetune export my-run --quant q4_k_m                # registers my-run-q4_k_m
+    appkit models                                               # lists it; profiles can name it
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from appkit.errors import AppkitError
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _profile(args: argparse.Namespace) -> Any:
+    from appkit.config import find_profile
+
+    return find_profile(getattr(args, "profile", None), create=False)
+
+
+def _weights(values: list[str] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for v in values or []:
+        task, _, w = v.partition("=")
+        try:
+            out[task.strip()] = float(w)
+        except ValueError:
+            raise AppkitError(f"--weight expects TASK=NUMBER, got '{v}'") from None
+    return out
+
+
+# --- prepare ------------------------------------------------------------------------------------
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from finetune.data import (
+        DataError, Example, data_hash, from_squad, mix, read_rows, split_heldout, write_rows)
+
+    rows: list[Example] = []
+    problems: list[str] = []
+    on_error = "skip" if args.skip_bad_rows else "raise"
+    for path in args.sources or []:
+        got, bad = read_rows(path, on_error=on_error)
+        if args.task:
+            got = [Example(**{**r.__dict__, "task": r.task if r.task != "qa" else args.task})
+                   for r in got]
+        rows += got
+        problems += bad
+    for path in args.squad or []:
+        rows += from_squad(path)
+    if args.synthetic:
+        from appkit.app import App
+        from finetune.data import synthetic_rows
+
+        app = App(_profile(args))
+        got = app.store.get()
+        chunks = list(zip((m.get("source", "") for m in got["metadatas"]), got["documents"]))
+        if not chunks:
+            raise AppkitError("no ingested chunks for synthetic questions; run 'appkit ingest' first")
+        rows += synthetic_rows(chunks, app.chat_model, limit=args.synthetic)
+    for p in problems:
+        print(f"skipped: {p}", file=sys.stderr)
+    if not rows:
+        raise DataError("no rows: give --from FILE, --squad FILE or --synthetic N")
+    if args.max_rows and len(rows) > args.max_rows:
+        import random
+
+        rows = random.Random(args.seed).sample(rows, args.max_rows)
+    source = ", ".join([*(args.sources or []), *(args.squad or [])]) or "the synthetic rows"
+    train, held = split_heldout(rows, args.heldout, seed=args.seed, min_train=args.min_train,
+                                source=source)
+    weights = _weights(args.weight)
+    if weights or len({r.task for r in train}) > 1:
+        train = mix(train, weights, seed=args.seed)
+    out = Path(args.out)
+    write_rows(train, out / "train.jsonl")
+    write_rows(held, out / "heldout.jsonl")
+    tasks: dict[str, int] = {}
+    for r in train:
+        tasks[r.task] = tasks.get(r.task, 0) + 1
+    summary = {"train": len(train), "heldout": len(held), "skipped": len(problems),
+               "tasks": tasks, "data_hash": data_hash(train),
+               "train_file": str(out / "train.jsonl"), "heldout_file": str(out / "heldout.jsonl")}
+    (out / "prepare.json").write_text(json.dumps(summary, indent=2))
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"wrote {summary['train_file']} ({len(train)} rows) and "
+              f"{summary['heldout_file']} ({len(held)} held out); tasks: "
+              + ", ".join(f"{t} {n}" for t, n in sorted(tasks.items())))
+    return 1 if problems else 0
+
+
+# --- train --------------------------------------------------------------------------------------
+
+
+def _train_config(args: argparse.Namespace, method: str) -> Any:
+    from finetune.trainer import LORA_TARGETS, TrainConfig
+
+    if not args.base or not args.data:
+        raise AppkitError("give --base MODEL and --data FILE (or --resume RUN)")
+    profile = _profile(args)
+    return TrainConfig(
+        base=args.base, data=args.data, method=method, r=args.r, alpha=args.alpha,
+        dropout=args.dropout, targets=tuple(args.targets.split(",")) if args.targets else LORA_TARGETS,
+        lr=args.lr if args.lr is not None else (2e-4 if method == "lora" else 2e-5),
+        batch_size=args.batch_size, grad_accum=args.grad_accum, epochs=args.epochs,
+        max_steps=args.max_steps, max_minutes=args.max_minutes, max_tokens=args.max_tokens,
+        save_every=args.save_every, seed=args.seed, threads=args.threads, prompt=profile.prompt,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from finetune.runs import loss_curve
+    from finetune.trainer import train
+
+    method = "full" if args.command_name == "full" else "lora"
+    config = None if args.resume else _train_config(args, method)
+    result = train(config, name=args.name, resume=args.resume)
+    history = result.run.history()
+    if args.json:
+        _print_json({"run": result.run.name, "status": result.status, "step": result.step,
+                     "total_steps": result.total_steps, "last_loss": result.last_loss,
+                     "path": str(result.run.path)})
+        return 1 if result.status == "interrupted" else 0
+    print(loss_curve(history))
+    print(f"run {result.run.name}: {result.status} at step {result.step}/{result.total_steps}, "
+          f"last loss {result.last_loss if result.last_loss is None else round(result.last_loss, 4)}"
+          f", {result.seconds:.0f}s; folder {result.run.path}")
+    if result.status == "interrupted":
+        print(f"continue with: appkit finetune {args.command_name} --resume {result.run.name}")
+        return 1
+    print(f"next: appkit finetune check {result.run.name}; "
+          f"appkit finetune export {result.run.name} --quant q4_k_m")
+    return 0
+
+
+# --- dpo ----------------------------------------------------------------------------------------
+
+
+def _collect_pairs(args: argparse.Namespace) -> list[Any]:
+    from finetune.data import read_rows
+    from finetune.dpo import auto_pairs, feedback_pairs, read_pairs
+
+    pairs = []
+    for path in args.pairs or []:
+        pairs += read_pairs(path)
+    if args.feedback:
+        pairs += feedback_pairs(_profile(args).data_dir)
+    for path in args.auto or []:
+        pairs += auto_pairs(read_rows(path)[0], seed=args.seed)
+    if not pairs:
+        raise AppkitError("no preference pairs: give --pairs FILE, --feedback or --auto DATA")
+    return pairs
+
+
+def cmd_pairs(args: argparse.Namespace) -> int:
+    from finetune.dpo import write_pairs
+
+    pairs = _collect_pairs(args)
+    write_pairs(pairs, args.out)
+    kinds: dict[str, int] = {}
+    for p in pairs:
+        kinds[p.kind] = kinds.get(p.kind, 0) + 1
+    print(f"wrote {len(pairs)} pairs to {args.out}: "
+          + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+    return 0
+
+
+def cmd_dpo(args: argparse.Namespace) -> int:
+    from finetune.dpo import train_dpo
+    from finetune.runs import loss_curve
+
+    pairs = _collect_pairs(args)
+    if args.max_pairs and len(pairs) > args.max_pairs:
+        import random
+
+        pairs = random.Random(args.seed).sample(pairs, args.max_pairs)
+    run = train_dpo(args.run, pairs, name=args.name, beta=args.beta, lr=args.lr,
+                    batch_size=args.batch_size, max_steps=args.max_steps, epochs=args.epochs,
+                    threads=args.threads, seed=args.seed)
+    print(loss_curve(run.history()))
+    print(f"run {run.name}: DPO on {len(pairs)} pairs; next: appkit finetune check {run.name}")
+    return 0
+
+
+# --- check, export, runs ------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from finetune.check import check_run
+
+    profile = _profile(args)
+    ft = profile.finetune
+    retain = args.retain if args.retain is not None else (
+        str(profile.resolve(ft.retain_set)) if ft.retain_set else "")
+    eval_set = args.eval or (str(profile.resolve(ft.eval_set)) if ft.eval_set else None)
+    threshold = args.threshold if args.threshold is not None else ft.forgetting_threshold
+    report = check_run(args.run, eval_set=eval_set, retain_set=retain or None,
+                       threshold=threshold, limit=args.limit, max_tokens=args.max_tokens)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report.render())
+    return 1 if report.warnings else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from finetune.export import export_run
+
+    quants = [q.strip().lower() for q in args.quant.split(",") if q.strip()]
+    result = export_run(args.run, quants=quants, mode=args.mode, name=args.name)
+    if args.json:
+        _print_json({"models": [m.name for m in result.models], "folder": str(result.folder),
+                     "files": {k: str(v) for k, v in result.files.items()},
+                     "seconds": round(result.seconds, 1)})
+        return 0
+    for m in result.models:
+        print(f"registered {m.name}: {m.lineage.get('lora_path') or m.local_path} "
+              f"({m.size / 1e6:.0f} MB)")
+    print(f"use it: set chat.model = \"{result.models[-1].name}\" in the profile")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from finetune.runs import Run, loss_curve, runs_dir
+
+    if args.run:
+        run = Run.open(args.run)
+        if args.json:
+            _print_json({**run.info, "history": run.history()})
+        else:
+            print(json.dumps(run.info, indent=2, default=str))
+            print(loss_curve(run.history()))
+        return 0
+    rows = []
+    if runs_dir().exists():
+        for d in sorted(runs_dir().iterdir()):
+            if (d / "run.json").exists():
+                info = Run(d).info
+                rows.append({"name": d.name, "base": info.get("base"), "method": info.get("method"),
+                             "status": info.get("status"), "step": info.get("step"),
+                             "last_loss": info.get("last_loss")})
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['name']:<40} {r['base']:<16} {r['method']:<5} {r['status']:<12} "
+                  f"step {r['step']}  loss {r['last_loss']}")
+        if not rows:
+            print(f"no runs yet (in {runs_dir()})")
+    return 0
+
+
+# --- parser -------------------------------------------------------------------------------------
+
+
+def _train_args(p: argparse.ArgumentParser, method: str) -> None:
+    p.add_argument("--base", help="catalogue model to start from, e.g. gemma3-270m")
+    p.add_argument("--data", help="training JSONL (from 'appkit finetune prepare')")
+    p.add_argument("--name", default="", help="run name (default: BASE-METHOD-TIME)")
+    p.add_argument("--resume", default="", metavar="RUN",
+                   help="continue an interrupted run from its newest checkpoint")
+    p.add_argument("--r", type=int, default=8, help="LoRA rank")
+    p.add_argument("--alpha", type=int, default=16, help="LoRA alpha")
+    p.add_argument("--dropout", type=float, default=0.05, help="LoRA dropout")
+    p.add_argument("--targets", default="", help="comma-separated projections (default: all)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: 2e-4 for LoRA, 2e-5 for full)")
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int, default=0, help="optimizer steps (0: from --epochs)")
+    p.add_argument("--max-minutes", type=float, default=0.0,
+                   help="stop with a checkpoint after this much training time")
+    p.add_argument("--max-tokens", type=int, default=512, help="tokens per example")
+    p.add_argument("--save-every", type=int, default=50, help="steps between checkpoints")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train, command_name=method)
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``finetune`` and its actions to the ``appkit`` command line."""
+    f = subparsers.add_parser("finetune", help="tune local models on your data and use them")
+    fsub = f.add_subparsers(dest="action", metavar="ACTION")
+
+    p = fsub.add_parser("prepare", parents=[common],
+                        help="build train.jsonl and a held-out split from your data")
+    p.add_argument("--task", default="", help="task name for rows that do not say (default: qa)")
+    p.add_argument("--from", dest="sources", action="append", metavar="FILE",
+                   help="JSONL of instruction rows or an eval set (repeatable)")
+    p.add_argument("--squad", action="append", metavar="FILE", help="a SQuAD v1.1 JSON file")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N",
+                   help="N questions written by the chat model over the ingested documents")
+    p.add_argument("--weight", action="append", metavar="TASK=W",
+                   help="mixture weight of a task (repeatable)")
+    p.add_argument("--heldout", type=float, default=0.1, help="share held out (by group)")
+    p.add_argument("--min-train", type=int, default=8, help="fewest training rows accepted")
+    p.add_argument("--max-rows", type=int, default=0, help="sample at most this many rows")
+    p.add_argument("--out", "-o", default="finetune-data", help="output folder")
+    p.add_argument("--skip-bad-rows", action="store_true",
+                   help="report malformed rows and go on (default: stop at the first)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_prepare)
+
+    _train_args(fsub.add_parser("lora", parents=[common], help="train a LoRA adapter (peft)"),
+                "lora")
+    _train_args(fsub.add_parser("full", parents=[common],
+                                help="fine-tune every weight (tiny models)"), "full")
+
+    for action, helptext in (("pairs", "write preference pairs (JSONL) for DPO"),
+                             ("dpo", "align a LoRA run with preference pairs (DPO, trl)")):
+        p = fsub.add_parser(action, parents=[common], help=helptext)
+        if action == "dpo":
+            p.add_argument("run", help="the LoRA run to continue")
+            p.add_argument("--name", default="", help="new run name (default: RUN-dpo)")
+            p.add_argument("--beta", type=float, default=0.1)
+            p.add_argument("--lr", type=float, default=5e-5)
+            p.add_argument("--batch-size", type=int, default=2)
+            p.add_argument("--epochs", type=float, default=1.0)
+            p.add_argument("--max-steps", type=int, default=0)
+            p.add_argument("--max-pairs", type=int, default=0)
+            p.add_argument("--threads", type=int, default=0)
+            p.set_defaults(func=cmd_dpo)
+        else:
+            p.add_argument("--out", "-o", required=True, help="pairs file to write")
+            p.set_defaults(func=cmd_pairs)
+        p.add_argument("--pairs", action="append", metavar="FILE", help="JSONL pairs (repeatable)")
+        p.add_argument("--feedback", action="store_true",
+                       help="pairs from the app's thumbs and corrections (the profile's store)")
+        p.add_argument("--auto", action="append", metavar="DATA",
+                       help="build pairs from QA rows: refuse on unrelated passages")
+        p.add_argument("--seed", type=int, default=0)
+
+    p = fsub.add_parser("check", parents=[common],
+                        help="eval before/after and a forgetting check on a retain set")
+    p.add_argument("run")
+    p.add_argument("--eval", help="eval set (default: finetune.eval_set, else the held-out split)")
+    p.add_argument("--retain", default=None,
+                   help="retain set of another task (default: finetune.retain_set)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="warn when retain F1 drops more (default: finetune.forgetting_threshold)")
+    p.add_argument("--limit", type=int, default=0, help="score at most N rows per set")
+    p.add_argument("--max-tokens", type=int, default=48, help="longest answer")
+    p.set_defaults(func=cmd_check)
+
+    p = fsub.add_parser("export", parents=[common],
+                        help="write a GGUF (merged or LoRA), quantize it, register it")
+    p.add_argument("run")
+    p.add_argument("--quant", default="q4_k_m", help="f16, q8_0, q4_k_m (comma-separated)")
+    p.add_argument("--mode", choices=["merged", "lora"], default="merged")
+    p.add_argument("--name", default="", help="catalogue name prefix (default: the run name)")
+    p.set_defaults(func=cmd_export)
+
+    p = fsub.add_parser("runs", parents=[common], help="list runs, or show one with its loss curve")
+    p.add_argument("run", nargs="?")
+    p.set_defaults(func=cmd_runs)
+    f.set_defaults(func=lambda args: (f.print_help(), 0)[1])
