@@ -188,6 +188,52 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
+class ToolsConfig:
+    """What the agent (``appkit agent``, model ``appkit-agent``) may use.
+
+    Attributes:
+        enabled: registered tool names offered to the model.
+        http_allow_hosts: the only hosts ``http_json`` may fetch from (exact names, optional
+            ``:port``); empty means it fetches nothing.
+        http_timeout_s: seconds per HTTP request.
+        http_max_bytes: the largest HTTP response read.
+        max_steps: model calls per question at most.
+        time_limit_s: wall-clock seconds per question at most.
+    """
+
+    enabled: tuple[str, ...] = ("search_documents", "calculator", "date_time")
+    http_allow_hosts: tuple[str, ...] = ()
+    http_timeout_s: float = 10.0
+    http_max_bytes: int = 1_000_000
+    max_steps: int = 6
+    time_limit_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """``appkit serve``: where it listens and who may call it.
+
+    Attributes:
+        host: the address to bind; anything but loopback needs API keys.
+        port: the TCP port.
+        api_keys: user name to API key (or ``"sha256:<hex digest>"`` of the key); each user gets
+            their own document collection. No keys at all: loopback clients only.
+        api_keys_env: an environment variable holding more keys as ``user:key,user:key``.
+        max_body_bytes: larger request bodies are refused (413).
+        rate_limit_per_minute: requests per key per minute (0: no limit).
+        workers: server processes; more than one needs a Chroma server (``store.host``).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_keys: dict[str, str] = field(default_factory=dict)
+    api_keys_env: str = "APPKIT_API_KEYS"
+    max_body_bytes: int = 10_485_760
+    rate_limit_per_minute: int = 120
+    workers: int = 1
+
+
+@dataclass(frozen=True)
 class Profile:
     """A whole use case: task, documents, models, retrieval, prompts, storage and quality bars.
 
@@ -206,6 +252,8 @@ class Profile:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    tools: ToolsConfig = field(default_factory=ToolsConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
     quality_gate: dict[str, str] = field(default_factory=dict)
     source: Path | None = field(default=None, compare=False, repr=False)
 
@@ -419,6 +467,33 @@ def _validate(p: Profile, path: str | None) -> None:
         raise bad("chat.n_ctx", "an integer >= 256", p.chat.n_ctx)
     if p.embedding.batch_size < 1:
         raise bad("embedding.batch_size", "an integer >= 1", p.embedding.batch_size)
+    t, s = p.tools, p.server
+    if t.max_steps < 1:
+        raise bad("tools.max_steps", "an integer >= 1", t.max_steps)
+    for key in ("time_limit_s", "http_timeout_s"):
+        if getattr(t, key) <= 0:
+            raise bad(f"tools.{key}", "a number of seconds > 0", getattr(t, key))
+    if t.http_max_bytes < 1:
+        raise bad("tools.http_max_bytes", "an integer >= 1", t.http_max_bytes)
+    for host in t.http_allow_hosts:
+        if not host or any(c in host for c in "/@ ") or host.count(":") > 1:
+            raise bad("tools.http_allow_hosts", "host names such as 'api.example.com' or "
+                      "'127.0.0.1:8080' (no scheme or path)", host)
+    if not 0 < s.port < 65536:
+        raise bad("server.port", "a port from 1 to 65535", s.port)
+    if s.max_body_bytes < 1024:
+        raise bad("server.max_body_bytes", "an integer >= 1024", s.max_body_bytes)
+    if s.rate_limit_per_minute < 0:
+        raise bad("server.rate_limit_per_minute", "an integer >= 0 (0: no limit)",
+                  s.rate_limit_per_minute)
+    if s.workers < 1:
+        raise bad("server.workers", "an integer >= 1", s.workers)
+    for user, key in s.api_keys.items():
+        if not (0 < len(user) <= 40 and all(c.isalnum() or c in "_-" for c in user)):
+            raise bad(f"server.api_keys.{user}", "a user name of letters, digits, '_' or '-'", user)
+        if len(key) < 16:
+            raise bad(f"server.api_keys.{user}", "a key of at least 16 characters "
+                      "(or 'sha256:<hex digest>')", "<hidden>")
     needed = {"zero-shot": 0, "one-shot": 1, "few-shot": 2}[p.prompt.mode]
     if len(p.prompt.examples) < needed:
         raise bad("prompt.examples", f"at least {needed} example(s) for {p.prompt.mode}",

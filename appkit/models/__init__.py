@@ -69,6 +69,10 @@ def make_embeddings(profile: Profile, model: str | None = None) -> Embeddings:
     from appkit.models.sentence_transformers import SentenceTransformerEmbeddings
 
     name = model or profile.embedding.model
+    if name.startswith(("http://", "https://")):
+        from appkit.models.openai_compat import openai_embeddings
+
+        return openai_embeddings(name, batch_size=profile.embedding.batch_size)
     spec, path = resolve_model(name)
     return SentenceTransformerEmbeddings(
         str(path), name=spec.name if spec.local_path == "" else str(path),
