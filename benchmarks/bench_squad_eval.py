@@ -84,6 +84,8 @@ def main() -> int:
                          "all of them); for a loaded machine")
     ap.add_argument("--faithfulness", type=int, default=20,
                     help="cases (the first N of the sample) scored with ragas faithfulness")
+    ap.add_argument("--no-retrieval", action="store_true",
+                    help="skip the retrieval-only pass over all sampled questions")
     ap.add_argument("--judge", help="judge model (default: the best installed)")
     ap.add_argument("--judge-check-limit", type=int, default=None,
                     help="hand-labelled cases per label for the judge check (default: all)")
@@ -110,7 +112,7 @@ def main() -> int:
 
     cases = from_squad(SQUAD, sample=args.questions, seed=args.seed)
     save_testset(cases, OUT / "testset.jsonl")
-    retrieval = retrieval_only(app, cases)
+    retrieval = None if args.no_retrieval else retrieval_only(app, cases)
     answered = cases[: args.answer_limit] if args.answer_limit else cases
     runner = EvalRunner(app, metrics=ANSWER_METRICS, progress=True)
     result = runner.run(answered, OUT / "run-answers", testset_path=str(OUT / "testset.jsonl"))

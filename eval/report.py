@@ -109,6 +109,7 @@ th{background:#f4f4f4;text-align:left}
 .plots img{margin:4px;border:1px solid #eee}
 details{margin:.2em 0}.ctx{font-size:12px;color:#444;white-space:pre-wrap}
 .cited{border-left:3px solid #4a78b0;padding-left:4px}
+td.case{min-width:30em;max-width:50em}th.m{font-size:11px;max-width:6em;word-break:break-all}
 """
 
 
@@ -123,7 +124,7 @@ def render_report(records: Sequence[dict[str, Any]], summary: dict[str, Any]) ->
     ts = summary.get("testset", {})
     timing = summary.get("timing", {})
     parts.append(
-        f"<p>{e(str(summary.get('created', '')))} · test set <code>{e(str(ts.get('path')))}</code>"
+        f"<p>{e(str(summary.get('created', '')))} · test set <code>{e(str(ts.get('path') or '(in memory)'))}</code>"
         f" ({ts.get('cases')} cases) · chat model <b>{e(str(app.get('chat_model')))}</b> · "
         f"retriever {e(str(app.get('retriever')))} (k={app.get('k')}) · "
         f"{timing.get('generated', 0)} answered, {timing.get('cached', 0)} from cache, "
@@ -157,7 +158,7 @@ def render_report(records: Sequence[dict[str, Any]], summary: dict[str, Any]) ->
     primary = primary_metric(metrics)
     parts.append(f"</div><h2>Cases, worst first (by {e(str(primary))})</h2><table><tr>"
                  "<th>#</th><th>question / answer / contexts</th>"
-                 + "".join(f"<th>{e(n)}</th>" for n in names) + "</tr>")
+                 + "".join(f"<th class='m'>{e(n)}</th>" for n in names) + "</tr>")
     for i, r in enumerate(worst_first(records, primary), 1):
         ctx = "".join(
             f"<div class='ctx{' cited' if c.get('cited') else ''}'>[{c.get('index')}] "
@@ -166,7 +167,7 @@ def render_report(records: Sequence[dict[str, Any]], summary: dict[str, Any]) ->
         ref = " | ".join(r.get("answers") or [])
         err = f"<div class='err'>{e(r['error'])}</div>" if r.get("error") else ""
         parts.append(
-            f"<tr><td>{i}</td><td><b>{e(r['question'])}</b><br>{e(r.get('answer', ''))}"
+            f"<tr><td>{i}</td><td class='case'><b>{e(r['question'])}</b><br>{e(r.get('answer', ''))}"
             f"{'<br><i>reference: ' + e(ref) + '</i>' if ref else ''}{err}"
             f"<details><summary>{len(r.get('contexts', []))} contexts · "
             f"{_fmt(r.get('wall_s'))} s{' (cached)' if r.get('cached') else ''}</summary>{ctx}"

@@ -448,9 +448,12 @@ def _run_name(testset_path: str | None) -> str:
 def _app_info(app: Any, outputs: Sequence[CaseOutput]) -> dict[str, Any]:
     p = app.profile
     models = Counter(o.model for o in outputs if o.model)
+    injected = app._chat_model  # noqa: SLF001 - a model passed in, not the profile's
+    fallback = (getattr(injected, "model_name", "") or type(injected).__name__
+                if injected is not None else p.chat.model)
     return {
         "profile": str(p.source) if p.source else None,
-        "chat_model": models.most_common(1)[0][0] if models else p.chat.model,
+        "chat_model": models.most_common(1)[0][0] if models else fallback,
         "embedding_model": p.embedding.model,
         "retriever": p.retrieval.retriever,
         "k": p.retrieval.k,
