@@ -114,21 +114,25 @@ class RetrieversConfig:
         reranker: ``cross-encoder`` or ``llm`` (the chat model ranks a few candidates).
         rerank_model: a catalogue name or folder of a cross-encoder (``appkit retrievers train``).
         rerank_candidates: fused candidates the reranker scores.
+        rerank_blend: 0 orders candidates by the reranker alone; above 0 the reranker's order is
+            fused (RRF) with the first stage's, which weighs this much.
         query_expansion: ask the chat model for alternative phrasings and fuse their results.
         expansion_queries: how many alternative phrasings.
         context_window: neighbouring chunks added on each side of a hit (0: none).
     """
 
+    # Defaults chosen on a dev split of SciFact train (benchmarks/RESULTS_retrievers.md).
     candidates: int = 50
-    dense_weight: float = 1.0
+    dense_weight: float = 0.5
     bm25_weight: float = 1.0
-    rrf_k: int = 60
+    rrf_k: int = 10
     mmr: bool = False
     mmr_lambda: float = 0.5
     first_stage: str = "hybrid"
     reranker: Literal["cross-encoder", "llm"] = "cross-encoder"
     rerank_model: str = ""
     rerank_candidates: int = 20
+    rerank_blend: float = 0.0
     query_expansion: bool = False
     expansion_queries: int = 3
     context_window: int = 0
@@ -448,7 +452,7 @@ def _validate(p: Profile, path: str | None) -> None:
     for key in ("candidates", "rrf_k", "rerank_candidates", "expansion_queries"):
         if getattr(rs, key) < 1:
             raise bad(f"retrievers.{key}", "an integer >= 1", getattr(rs, key))
-    for key in ("dense_weight", "bm25_weight"):
+    for key in ("dense_weight", "bm25_weight", "rerank_blend"):
         if getattr(rs, key) < 0:
             raise bad(f"retrievers.{key}", "a number >= 0", getattr(rs, key))
     if not 0.0 <= rs.mmr_lambda <= 1.0:

@@ -313,10 +313,11 @@ class CachedReranker:
         self.computed = 0
 
 
-def reranked(store: Any, profile: Profile, reranker: Any, n: int, k: int = 10,
+def reranked(store: Any, profile: Profile, reranker: Any, n: int, k: int = 10, blend: float = 0.0,
              **fusion: Any) -> Any:
     """The rerank pipeline (hybrid first stage) with ``reranker`` plugged in."""
-    r = make(store, profile, "hybrid", k=k, rerank=True, rerank_candidates=n, **fusion)
+    r = make(store, profile, "hybrid", k=k, rerank=True, rerank_candidates=n, rerank_blend=blend,
+             **fusion)
     r.reranker = reranker
     return r
 
@@ -332,13 +333,15 @@ def cmd_rerank_sweep(args: argparse.Namespace) -> None:
     rows = []
     base = run_of(make(store, profile, "hybrid", k=10, **fusion), queries, dev, 10)
     rows.append({"n": 0, **score(base, sp["dev"], ["ndcg@10", "mrr@10"])})
-    for n in args.n:
-        run = run_of(reranked(store, profile, ce, n, **fusion), queries, dev, 10)
-        ce.flush()
-        rows.append({"n": n, **score(run, sp["dev"], ["ndcg@10", "mrr@10"])})
-        log(rows[-1])
+    for n in sorted(args.n, reverse=True):  # the largest N scores every pair the others need
+        for blend in args.blend:
+            run = run_of(reranked(store, profile, ce, n, blend=blend, **fusion), queries, dev, 10)
+            ce.flush()
+            rows.append({"n": n, "blend": blend, **score(run, sp["dev"], ["ndcg@10", "mrr@10"])})
+            log(rows[-1])
     best = max(rows, key=lambda r: r["ndcg@10"])
     save(f"rerank-sweep-{args.model}-{args.reranker}", {"rows": rows, "best_n": best["n"],
+                                                        "best_blend": best.get("blend", 0.0),
                                                         "fusion": fusion})
 
 
@@ -352,6 +355,10 @@ def cmd_quality(args: argparse.Namespace) -> None:
     tuned_enc = args.encoder
     have_tuned = tuned_enc and load(f"tune-{tuned_enc}") is not None
     base_store, base_profile = scifact_store(BASE)
+    defaults = RetrieversConfig()
+    chosen = best_fusion(BASE)
+    if {k: getattr(defaults, k) for k in chosen} != chosen:
+        log(f"note: profile defaults {defaults} differ from the dev choice {chosen}")
     configs: list[tuple[str, str, Any]] = [
         ("bm25", "bm25 (bm25s, stopwords + Snowball stemming)",
          lambda: make(base_store, base_profile, "bm25", k=100)),
@@ -378,14 +385,19 @@ def cmd_quality(args: argparse.Namespace) -> None:
         ce = CachedReranker(args.reranker)
         sweep = load(f"rerank-sweep-{BASE}-{args.reranker}")
         n = sweep["best_n"] if sweep and sweep["best_n"] else 20
-        rerank_rows.append(("rerank", f"hybrid defaults + cross-encoder trained here (top {n})",
-                            lambda: reranked(base_store, base_profile, ce, n), "hybrid"))
+        blend = sweep.get("best_blend", 0.0) if sweep else 0.0
+        rerank_rows.append(("rerank", f"hybrid defaults + cross-encoder trained here (top {n}, "
+                            f"blend {blend})",
+                            lambda: reranked(base_store, base_profile, ce, n, blend=blend),
+                            "hybrid"))
         if have_tuned:
             sweep_t = load(f"rerank-sweep-{tuned_enc}-{args.reranker}")
             n_t = sweep_t["best_n"] if sweep_t and sweep_t["best_n"] else n
-            rerank_rows.append(("rerank-ft", f"hybrid fine-tuned + cross-encoder (top {n_t})",
-                                lambda: reranked(t_store, t_profile, ce, n_t, **t_fusion),
-                                "hybrid-ft"))
+            blend_t = sweep_t.get("best_blend", 0.0) if sweep_t else blend
+            rerank_rows.append(("rerank-ft", f"hybrid fine-tuned + cross-encoder (top {n_t}, "
+                                f"blend {blend_t})",
+                                lambda: reranked(t_store, t_profile, ce, n_t, blend=blend_t,
+                                                 **t_fusion), "hybrid-ft"))
     results = load("quality") or {}
     for split in args.splits:
         qids = sorted(sp[split])
@@ -516,6 +528,37 @@ def cmd_latency(args: argparse.Namespace) -> None:
         save("latency", results)
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    """Markdown tables from out/results/*.json (pasted into RESULTS_retrievers.md)."""
+    q = load("quality") or {}
+    print("| retriever | setting | dev nDCG@10 | test nDCG@10 | test MRR@10 | test Recall@100 |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    keys = dict.fromkeys(k.split("/", 1)[1] for k in q)
+    for key in keys:
+        dev, test = q.get(f"dev/{key}", {}), q.get(f"test/{key}", {})
+        label = (test or dev).get("label", "")
+        print(f"| `{key}` | {label} | {dev.get('ndcg@10', '')} | **{test.get('ndcg@10', '')}** | "
+              f"{test.get('mrr@10', '')} | {test.get('recall@100', '')} |")
+    lat = load("latency") or {}
+    if lat:
+        print("\n| chunks | retriever | p50 ms | p95 ms | queries |")
+        print("| --- | --- | --- | --- | --- |")
+        for key, row in lat.items():
+            size, name = key.split("/", 1)
+            if "p50_ms" in row:
+                print(f"| {size} | {name} | {row['p50_ms']} | {row['p95_ms']} | {row['n']} |")
+        print("\n| chunks | BM25 build s | index arrays MB | on disk MB | RSS growth MB |")
+        print("| --- | --- | --- | --- | --- |")
+        for key, row in lat.items():
+            if key.endswith("/bm25_index"):
+                print(f"| {row['chunks']} | {row['build_s']} | {row['arrays_mb']} | "
+                      f"{row['disk_mb']} | {row['rss_growth_mb']} |")
+    for name in sorted((OUT / "results").glob("rerank-sweep-*.json")):
+        sweep = json.loads(name.read_text())
+        print(f"\n{name.stem}: " + ", ".join(f"N={r['n']}: {r['ndcg@10']}" for r in sweep["rows"])
+              + f" -> N={sweep['best_n']}")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     """Pairs from the train split (negatives mined with the dev-tuned hybrid), then the CLI trains."""
     import subprocess
@@ -536,11 +579,13 @@ def cmd_train(args: argparse.Namespace) -> None:
         log(f"wrote {len(pairs)} pairs to {pairs_file}")
     cmd = [sys.executable, "-m", "appkit.cli", "retrievers", "train", "--pairs", str(pairs_file),
            "--name", "scifact", "--what", args.what, "--epochs", str(args.epochs),
-           "--reranker-epochs", str(args.reranker_epochs)]
+           "--reranker-epochs", str(args.reranker_epochs), "--negatives", str(args.negatives),
+           "--max-length", str(args.max_length), "--max-pairs", str(args.max_pairs)]
     log("$ APPKIT_CACHE=benchmarks/out/cache appkit " + " ".join(cmd[3:]))
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
-    save(f"train-{args.what}", {"command": " ".join(cmd[3:]), "seconds": time.perf_counter() - t0})
+    save(f"train-{args.what}", {"command": "appkit " + " ".join(cmd[3:]),
+                                "seconds": round(time.perf_counter() - t0)})
 
 
 def main() -> None:
@@ -554,6 +599,7 @@ def main() -> None:
     p.add_argument("--model", default=BASE)
     p.add_argument("--reranker", default="scifact-reranker")
     p.add_argument("--n", type=int, nargs="+", default=[10, 20, 30])
+    p.add_argument("--blend", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
     p.set_defaults(func=cmd_rerank_sweep)
     p = sub.add_parser("quality")
     p.add_argument("--splits", nargs="+", default=["dev", "test"])
@@ -567,10 +613,15 @@ def main() -> None:
     p.add_argument("--rerank-n", type=int, nargs="+", default=[10, 20, 30])
     p.add_argument("--rerank-queries", type=int, default=30)
     p.set_defaults(func=cmd_latency)
+    p = sub.add_parser("report")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("train")
     p.add_argument("--what", default="both", choices=["both", "encoder", "reranker"])
     p.add_argument("--epochs", type=float, default=3.0)
     p.add_argument("--reranker-epochs", type=float, default=1.0)
+    p.add_argument("--negatives", type=int, default=3)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--max-pairs", type=int, default=0)
     p.set_defaults(func=cmd_train)
     args = parser.parse_args()
     args.func(args)

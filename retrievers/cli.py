@@ -66,6 +66,10 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="epochs for the reranker (default: --epochs)")
     p.add_argument("--batch-size", type=int, default=32, help="encoder batch (in-batch negatives)")
     p.add_argument("--max-pairs", type=int, default=0, help="use at most this many pairs")
+    p.add_argument("--negatives", type=int, default=3,
+                   help="negatives per pair for the reranker (the encoder uses the first)")
+    p.add_argument("--max-length", type=int, default=256,
+                   help="tokens per text (encoder) or per query+passage pair (reranker)")
     p.add_argument("--use", action="store_true",
                    help="also write the trained models' names into the profile")
     p.set_defaults(func=cmd_train)
@@ -187,7 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         name = f"{prefix}-encoder"
         print(f"fine-tuning the embedder on {len(pairs)} pairs (CPU; minutes)…", file=sys.stderr)
         facts = train_encoder(pairs, tuned_dir(name), base=args.base, epochs=args.epochs,
-                              batch_size=args.batch_size)
+                              batch_size=args.batch_size, max_seq_length=args.max_length)
         register_trained(name, "embedding", tuned_dir(name), base=args.base, pairs_file=args.pairs,
                          facts=facts, description=f"{args.base} fine-tuned on {args.pairs}")
         trained["encoder"] = name
@@ -197,7 +201,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         name = f"{prefix}-reranker"
         print(f"training a cross-encoder on {len(pairs)} pairs (CPU; minutes)…", file=sys.stderr)
         facts = train_reranker(pairs, tuned_dir(name), base=args.base,
-                               epochs=args.reranker_epochs or args.epochs)
+                               epochs=args.reranker_epochs or args.epochs,
+                               negatives=args.negatives, max_length=args.max_length)
         register_trained(name, "reranker", tuned_dir(name), base=args.base, pairs_file=args.pairs,
                          facts=facts, description=f"cross-encoder from {args.base} on {args.pairs}")
         trained["reranker"] = name

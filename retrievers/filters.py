@@ -109,13 +109,24 @@ def where_fields(where: dict | None) -> set[str]:
     return found
 
 
+_known: dict[tuple[int, int], frozenset[str]] = {}
+
+
 def known_fields(store: Any, extra: Iterable[str] = ()) -> set[str]:
-    """Fields chunks in ``store`` carry: the ingestor's, plus any seen in a sample of stored chunks."""
-    fields = set(CHUNK_FIELDS) | set(extra)
-    res = store.collection.get(limit=_SAMPLE, include=["metadatas"])
-    for meta in res.get("metadatas") or []:
-        fields.update((meta or {}).keys())
-    return fields
+    """Fields chunks in ``store`` carry: the ingestor's, plus any seen in a sample of stored chunks.
+
+    The sample is read once per collection and chunk count, not on every filtered query.
+    """
+    key = (id(store.collection), store.count())
+    if key not in _known:
+        fields = set(CHUNK_FIELDS)
+        res = store.collection.get(limit=_SAMPLE, include=["metadatas"])
+        for meta in res.get("metadatas") or []:
+            fields.update((meta or {}).keys())
+        if len(_known) > 64:
+            _known.clear()
+        _known[key] = frozenset(fields)
+    return set(_known[key]) | set(extra)
 
 
 def check_where(store: Any, where: dict | None) -> None:

@@ -107,7 +107,8 @@ def build_pipeline(ctx: RetrieverContext, stage: str, *, rerank: bool = False,
         else:
             reranker = CrossEncoderReranker(cfg.rerank_model)
         retriever = RerankRetriever(base=retriever, reranker=reranker,
-                                    candidates=cfg.rerank_candidates, k=k)
+                                    candidates=cfg.rerank_candidates, k=k,
+                                    first_stage_weight=cfg.rerank_blend)
     if window > 0:
         from retrievers.context import ContextExpansionRetriever
 

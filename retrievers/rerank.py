@@ -26,6 +26,7 @@ from pydantic import ConfigDict
 from appkit.errors import AppkitError, ModelNotAvailableError
 from appkit.lazy import require
 from retrievers.base import MAX_LLM_QUERY_CHARS, check_query, with_scores
+from retrievers.fusion import reciprocal_rank_fusion
 
 
 class Reranker(Protocol):
@@ -149,8 +150,9 @@ class LLMReranker:
 class RerankRetriever(BaseRetriever):
     """A first stage's candidates, re-ordered by a :class:`Reranker`.
 
-    Each document carries ``metadata["score"]`` (the reranker's score), ``first_stage_score`` and
-    ``first_stage_rank``; ``relevance`` is kept from the first stage.
+    Each document carries ``metadata["score"]`` (the reranker's score, or the blended RRF score when
+    ``first_stage_weight`` > 0), ``rerank_score``, ``first_stage_score`` and ``first_stage_rank``;
+    ``relevance`` is kept from the first stage.
 
     Example:
         >>> from retrievers.rerank import CrossEncoderReranker, RerankRetriever
@@ -163,6 +165,9 @@ class RerankRetriever(BaseRetriever):
         reranker: anything with ``score(query, texts) -> list[float]``.
         candidates: how many first-stage chunks are scored.
         k: how many chunks to return.
+        first_stage_weight: 0 orders by the reranker alone; above 0 the reranker's order and the
+            first stage's are fused with RRF, the first stage weighing this much (the reranker 1).
+            A reranker trained on little data is often best blended.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -171,6 +176,7 @@ class RerankRetriever(BaseRetriever):
     reranker: Any
     candidates: int = 20
     k: int = 4
+    first_stage_weight: float = 0.0
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
                                 k: int | None = None) -> list[Document]:
@@ -181,7 +187,14 @@ class RerankRetriever(BaseRetriever):
         if not docs:
             return []
         scores = self.reranker.score(query, [d.page_content for d in docs])
-        ranked = sorted(range(len(docs)), key=lambda i: (-scores[i], i))[:k]
-        return [with_scores(docs[i], score=round(float(scores[i]), 6), first_stage_rank=i + 1,
+        order = sorted(range(len(docs)), key=lambda i: (-scores[i], i))
+        final = {i: float(scores[i]) for i in order}
+        if self.first_stage_weight > 0:
+            fused = reciprocal_rank_fusion([order, list(range(len(docs)))],
+                                           [1.0, self.first_stage_weight])
+            order = [i for i, _ in fused]
+            final = {i: s for i, s in fused}
+        return [with_scores(docs[i], score=round(final[i], 6), rerank_score=round(float(scores[i]), 6),
+                            first_stage_rank=i + 1,
                             first_stage_score=docs[i].metadata.get("score", 0.0))
-                for i in ranked]
+                for i in order[:k]]

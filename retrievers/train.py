@@ -350,7 +350,8 @@ def register_trained(name: str, role: str, path: str | os.PathLike, *, base: str
     lineage = {"base": base, "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                **facts}
     if pairs_file:
-        lineage.update(pairs=str(Path(pairs_file).resolve()), pairs_sha256=_sha256(pairs_file))
+        lineage.update(pairs_file=str(Path(pairs_file).resolve()),
+                       pairs_sha256=_sha256(pairs_file))
     spec = ModelSpec(name=name, role=role, format="sentence-transformers",  # type: ignore[arg-type]
                      local_path=str(Path(path).resolve()), description=description,
                      lineage=lineage)

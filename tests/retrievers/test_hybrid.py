@@ -15,7 +15,9 @@ def test_fused_order_matches_rrf_of_both_rankings(corpus):
     n = ctx.profile.retrievers.candidates
     dense = hybrid.dense.search_by_vector(hybrid.dense.embed_query(query), n)
     bm25 = hybrid.bm25.ranked_ids(query, n)
-    expected = reciprocal_rank_fusion([[d.id for d in dense], [i for i, _ in bm25]])
+    cfg = ctx.profile.retrievers
+    expected = reciprocal_rank_fusion([[d.id for d in dense], [i for i, _ in bm25]],
+                                      [cfg.dense_weight, cfg.bm25_weight], k=cfg.rrf_k)
     docs = hybrid.invoke(query)
     assert [d.id for d in docs] == [i for i, _ in expected][: len(docs)]
     for d in docs:

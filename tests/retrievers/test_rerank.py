@@ -64,3 +64,17 @@ def test_missing_cross_encoder_says_how_to_train_one(corpus):
     with pytest.raises(ModelNotAvailableError, match="unknown model"):
         CrossEncoderReranker("no-such-reranker").score("q", ["a"])
     assert CrossEncoderReranker("no-such-reranker").score("q", []) == []
+
+
+def test_blending_with_the_first_stage(corpus):
+    base = make_retriever(corpus.context(), "hybrid")
+    base.k = 6
+    first = [d.id for d in base.invoke("fruit moon python")]
+    pure = RerankRetriever(base=base, reranker=LengthScorer(), candidates=6, k=6)
+    heavy = RerankRetriever(base=base, reranker=LengthScorer(), candidates=6, k=6,
+                            first_stage_weight=100.0)
+    assert [d.id for d in heavy.invoke("fruit moon python")] == first
+    blended = pure.model_copy(update={"first_stage_weight": 1.0}).invoke("fruit moon python")
+    assert all("rerank_score" in d.metadata for d in blended)
+    scores = [d.metadata["score"] for d in blended]
+    assert scores == sorted(scores, reverse=True)
