@@ -21,6 +21,9 @@
    *paired* ratio: for each app round, the time the browser saw divided by the chain's own timing
    of that very request (``Answer.timings``, saved with the conversation: exactly the work
    ``appkit ask`` does), i.e. everything the app adds (websocket, script run, rendering) on top.
+   Because the browser shares the CPU with the model, the CPU seconds each answer costs are also
+   counted: the Streamlit server (model included) plus Chromium, against ``appkit ask``'s process,
+   a measure that load on the machine barely moves.
 
 Usage:
     .venv/bin/python benchmarks/bench_ui.py [--rounds 5] [--starts 3] [--max-tokens 96]
@@ -142,7 +145,35 @@ def chain_timings(conversations: Path, seen: set[str]) -> dict[str, float]:
     raise RuntimeError("the app saved no conversation")
 
 
-def ui_round(browser, url: str, conversations: Path, seen: set[str]) -> dict[str, float]:
+def cpu_seconds(processes: list) -> float:
+    """User + system CPU seconds of processes (ones that ended are skipped)."""
+    import psutil
+
+    total = 0.0
+    for p in processes:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def browser_processes() -> list:
+    import psutil
+
+    return [p for p in psutil.Process().children(recursive=True) if "chrom" in p.name().lower()]
+
+
+def server_processes(pid: int) -> list:
+    import psutil
+
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def ui_round(browser, url: str, conversations: Path, seen: set[str], server_pid: int
+             ) -> dict[str, float]:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
         page.goto(url)
@@ -150,20 +181,28 @@ def ui_round(browser, url: str, conversations: Path, seen: set[str]) -> dict[str
         page.evaluate(OBSERVER)
         box = page.get_by_placeholder(BOX)
         box.fill(QUESTION)
+        server, chrome = server_processes(server_pid), browser_processes()
+        cpu0 = (cpu_seconds(server), cpu_seconds(chrome))
         box.press("Enter")
         page.wait_for_function("window.__t.full", timeout=300_000, polling=50)
+        cpu1 = (cpu_seconds(server), cpu_seconds(chrome))
         t = page.evaluate("window.__t")
         inner = chain_timings(conversations, seen)
         return {"first_token": (t["first"] - t["start"]) / 1000,
                 "full": (t["full"] - t["start"]) / 1000,
-                "chain_first_token": inner["first_token"], "chain_full": inner["full"]}
+                "chain_first_token": inner["first_token"], "chain_full": inner["full"],
+                "cpu_server": cpu1[0] - cpu0[0], "cpu_browser": cpu1[1] - cpu0[1]}
     finally:
         page.close()
 
 
 def ask_round(app) -> dict[str, float]:
+    import psutil
+
     from appkit.types import Answer
 
+    me = psutil.Process()
+    cpu0 = cpu_seconds([me])
     t0 = time.perf_counter()
     first = None
     for item in app.stream(QUESTION, []):
@@ -171,7 +210,8 @@ def ask_round(app) -> dict[str, float]:
             break
         if first is None and item.strip():
             first = time.perf_counter() - t0
-    return {"first_token": first or 0.0, "full": time.perf_counter() - t0}
+    return {"first_token": first or 0.0, "full": time.perf_counter() - t0,
+            "cpu": cpu_seconds([me]) - cpu0}
 
 
 def cold_ask(profile: Path) -> dict[str, float]:
@@ -210,11 +250,11 @@ def measure_latency(browser, app, profile: Path, work: Path, rounds: int
                 time.sleep(0.2)
         conversations = work / "data" / "conversations"
         seen: set[str] = set()
-        ui_round(browser, url, conversations, seen)  # warm-up: loads the models in the server
+        ui_round(browser, url, conversations, seen, proc.pid)  # warm-up: loads the server's models
         ask_round(app)  # warm-up: loads the models here
         ui_rows, ask_rows = [], []
         for i in range(rounds):
-            pair = [("app", lambda: ui_round(browser, url, conversations, seen)),
+            pair = [("app", lambda: ui_round(browser, url, conversations, seen, proc.pid)),
                     ("ask", lambda: ask_round(app))]
             for name, run in (pair if i % 2 == 0 else pair[::-1]):
                 row = run()
@@ -294,6 +334,12 @@ def main() -> int:
                                  "added_s_median": round(statistics.median(
                                      r[key] - r[f"chain_{key}"] for r in ui_rows), 3)}}
             ok = ok and results[key]["paired_ratio"]["median"] <= 1.1
+        app_cpu = statistics.median(r["cpu_server"] + r["cpu_browser"] for r in ui_rows)
+        ask_cpu = statistics.median(r["cpu"] for r in ask_rows)
+        results["cpu_s_per_answer"] = {
+            "app_server": round(statistics.median(r["cpu_server"] for r in ui_rows), 3),
+            "app_browser": round(statistics.median(r["cpu_browser"] for r in ui_rows), 3),
+            "ask": round(ask_cpu, 3), "ratio_app_over_ask": round(app_cpu / ask_cpu, 3)}
     results["rounds"] = {"app": ui_rows, "ask_warm": ask_rows, "ask_cold_command": cold}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))

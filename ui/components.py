@@ -12,11 +12,12 @@ import streamlit as st
 from appkit.errors import AppkitError
 from appkit.feedback import FeedbackStore
 from ui import runtime
+from ui.branding import ICON_SVG
 from ui.chat import escape_markdown, feedback_record, mark_citations
 from ui.conversations import Conversation, ConversationStore, Turn
 
 SOURCE_PAGE = "views/source.py"
-ASSISTANT_AVATAR = str(Path(__file__).with_name("assets") / "icon.svg")
+ASSISTANT_AVATAR = ICON_SVG
 USER_AVATAR = ":material/person:"
 PAGE_FILES = {"documents": "views/documents.py", "settings": "views/settings.py",
               "chat": "views/chat.py"}

@@ -5,9 +5,9 @@ Pages live in ``ui/views``; what they share (profile, cached models, readiness) 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
+
+from ui.branding import ICON_SVG, LOGO_SVG
 
 st.set_page_config(page_title="appkit", page_icon=":material/forum:", layout="wide",
                    menu_items={"About": "appkit: chat with your own documents, offline."})
@@ -32,13 +32,13 @@ PAGES = {
     ],
 }
 
-ASSETS = Path(__file__).with_name("assets")
 st.html("""<style>
   .block-container, [data-testid="stMainBlockContainer"] {padding-top: 2.5rem; max-width: 1100px;}
   [data-testid="stChatMessage"] {padding: 0.6rem 0.9rem;}
   [data-testid="stSidebarUserContent"] {padding-top: 0.5rem;}
+  [data-testid="stStatusWidget"] {display: none;}
 </style>""")
-st.logo(str(ASSETS / "logo.svg"), size="large", icon_image=str(ASSETS / "icon.svg"))
+st.logo(LOGO_SVG, size="large", icon_image=ICON_SVG)
 
 page = st.navigation(PAGES, expanded=True)
 
