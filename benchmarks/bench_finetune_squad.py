@@ -147,7 +147,8 @@ def stage_eval(args) -> None:
     rows = read_rows(work_dir() / "heldout.jsonl")[0][:args.questions]
     exports = json.loads(RESULTS.read_text()).get("export", {}).get("files", {})
     models = {"base (Q4_K_M)": str(resolve_model("gemma3-270m")[1])}
-    models.update({f"tuned {k.upper()}": v for k, v in exports.items()})
+    for quant in args.quants.split(","):
+        models[f"tuned {quant.upper()}"] = exports[quant]
     done = json.loads(RESULTS.read_text()).get("eval", {}) if RESULTS.exists() else {}
     for label, path in models.items():
         if label in done and done[label]["n"] == len(rows):
@@ -265,6 +266,7 @@ STAGES = {"data": stage_data, "train": stage_train, "export": stage_export, "eva
 
 
 def main() -> None:
+    global RESULTS
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -277,6 +279,7 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=320)
     p.add_argument("--max-answer", type=int, default=24)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--quants", default="q4_k_m,q8_0,f16", help="exports to score, in this order")
     p.add_argument("--retain", type=int, default=50)
     p.add_argument("--dpo-rows", type=int, default=60)
     p.add_argument("--dpo-steps", type=int, default=30)
@@ -284,7 +287,10 @@ def main() -> None:
     p.add_argument("--dpo-questions", type=int, default=50)
     p.add_argument("--step-base", default="smollm2-135m")
     p.add_argument("--step-reps", type=int, default=7)
+    p.add_argument("--results", default=str(RESULTS),
+                   help="the JSON file results go to (one per concurrently running process)")
     args = p.parse_args()
+    RESULTS = Path(args.results)
     for stage in args.stages.split(","):
         t = time.perf_counter()
         STAGES[stage](args)

@@ -112,7 +112,7 @@ def rows_from_testset(path: str | Path) -> list[Example]:
     try:
         from eval.testset import load_testset
 
-        cases = load_testset(p)
+        cases, _ = load_testset(p)
     except Exception:  # noqa: BLE001 - not a test set: read it as instruction rows
         return read_rows(p)[0]
     rows = []

@@ -1,0 +1,145 @@
+"""Real-model tests on the packaged SmolLM2-135M (marked slow): training lowers the loss and
+resumes, and exported GGUFs (merged and LoRA) load in llama-cpp-python and generate the same greedy
+tokens as the torch model, then flow back into the app through the catalogue."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from finetune.data import Example, write_rows
+
+pytestmark = pytest.mark.slow
+torch = pytest.importorskip("torch")
+pytest.importorskip("llama_cpp")
+
+PROMPT = "The capital of France is"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A private appkit cache that shares only the converted bases with the real one (the
+    conversion takes a while), so runs and registered models stay out of the user's cache."""
+    from appkit.models.catalogue import cache_dir
+
+    real = cache_dir().parent / "finetune" / "bases"
+    real.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("APPKIT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "finetune").mkdir(parents=True)
+    os.symlink(real, tmp_path / "cache" / "finetune" / "bases")
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    return tmp_path / "cache"
+
+
+def _data(tmp_path: Path) -> Path:
+    rows = [Example("What colour is the sky?", "Blue.", input="The sky is blue."),
+            Example("Who wrote it?", "Ada.", input="Ada wrote the note.")]
+    return write_rows(rows, tmp_path / "train.jsonl")
+
+
+def test_lora_on_smollm2_lowers_the_loss_and_resumes(tmp_path, cache):
+    from finetune.runs import Run
+    from finetune.trainer import TrainConfig, train
+
+    config = TrainConfig(base="smollm2-135m", data=str(_data(tmp_path)), lr=2e-3, batch_size=2,
+                         max_steps=8, save_every=2, max_tokens=96, warmup=0.0)
+    first = train(config, name="smol", progress=False, stop_after=3, log=lambda s: None)
+    assert first.status == "interrupted" and first.step == 3
+    done = train(resume="smol", progress=False, log=lambda s: None)
+    assert done.status == "finished" and done.step == 8
+    losses = [r["loss"] for r in Run.open("smol").history()]
+    assert [r["step"] for r in Run.open("smol").history()] == list(range(1, 9))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def _perturbed_run(name: str, std: float):
+    """A finished LoRA run over SmolLM2 whose adapter is random (a clear, known change)."""
+    from finetune.runs import Run
+    from finetune.trainer import TrainConfig, build_model, save_weights
+
+    config = TrainConfig(base="smollm2-135m", data="-")
+    model, base = build_model(config, log=lambda s: None)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, std)
+    run = Run.create(name, {"base": base.spec.name, "base_gguf": str(base.gguf_path),
+                            "method": "lora", "hf_dir": str(base.hf_dir), "data_hash": "x",
+                            "config": config.to_dict()})
+    save_weights(model, run.final_dir, "lora")
+    run.update(status="finished", step=1)
+    ids = base.tokenizer(PROMPT).input_ids
+    model.eval()
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False)
+        with model.disable_adapter():
+            plain = model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False)
+    return run, ids, out[0, len(ids):].tolist(), plain[0, len(ids):].tolist()
+
+
+def _greedy(path: Path, ids: list[int], lora: Path | None = None, n: int = 8) -> list[int]:
+    import llama_cpp
+
+    kwargs = {"model_path": str(path), "n_ctx": 128, "n_threads": 2, "verbose": False}
+    if lora:
+        kwargs["lora_path"] = str(lora)
+    llama = llama_cpp.Llama(**kwargs)
+    out = []
+    for tok in llama.generate(ids, temp=0.0, top_k=1):
+        out.append(tok)
+        if len(out) == n:
+            break
+    llama.close()
+    return out
+
+
+def test_merged_and_lora_gguf_generate_the_torch_models_tokens(cache):
+    from finetune.export import export_run
+
+    run, ids, torch_tokens, base_tokens = _perturbed_run("strong", std=0.3)
+    assert torch_tokens != base_tokens  # the adapter really changes the output
+    merged = export_run(run, quants=("f16",), name="strong", log=lambda s: None)
+    lora = export_run(run, mode="lora", name="strong", log=lambda s: None)
+    assert _greedy(merged.files["f16"], ids) == torch_tokens
+    assert _greedy(Path(run.info["base_gguf"]), ids, lora.files["lora"]) == torch_tokens
+
+
+def test_quantized_export_loads_generates_and_flows_into_the_app(cache, capsys):
+    from appkit.cli import main
+    from appkit.config import ChatConfig, Profile
+    from appkit.models import make_chat_model
+    from finetune.export import export_run
+
+    run, ids, torch_tokens, _ = _perturbed_run("mild", std=0.05)
+    result = export_run(run, quants=("q8_0", "q4_k_m"), name="mild", log=lambda s: None)
+    q8 = _greedy(result.files["q8_0"], ids)
+    assert q8[:4] == torch_tokens[:4]  # equal up to quantization
+    assert result.files["q4_k_m"].stat().st_size < result.files["q8_0"].stat().st_size
+    assert main(["models", "--json"]) == 0
+    listed = {m["name"]: m for m in __import__("json").loads(capsys.readouterr().out)}
+    assert listed["mild-q4_k_m"]["lineage"]["run"] == "mild"
+    llm = make_chat_model(Profile(chat=ChatConfig(model="mild-q4_k_m", n_ctx=256)), max_tokens=8)
+    assert llm.invoke("Say hello.").text.strip()
+
+
+def test_dpo_continues_the_lora_adapter(cache):
+    from safetensors.torch import load_file
+
+    from finetune.dpo import PreferencePair, train_dpo
+
+    parent, *_ = _perturbed_run("sft", std=0.01)
+    pairs = [PreferencePair("What colour is the sky?", "The documents do not say.", "Blue.",
+                            context="Ada wrote the note.", kind="unanswerable"),
+             PreferencePair("Who wrote it?", "Ada.", "The documents do not say.",
+                            context="Ada wrote the note.", kind="answerable")]
+    run = train_dpo(parent, pairs, max_steps=2, batch_size=2, lr=1e-3, max_tokens=128,
+                    threads=2, log=lambda s: None)
+    assert run.info["status"] == "finished" and run.info["parent"] == "sft"
+    assert [r["step"] for r in run.history()] == [1, 2]
+    before = load_file(str(parent.final_dir / "adapter_model.safetensors"))
+    after = load_file(str(run.final_dir / "adapter_model.safetensors"))
+    assert before.keys() == after.keys()  # one adapter, no leftover reference copy
+    assert any(not torch.equal(before[k], after[k]) for k in before)
