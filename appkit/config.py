@@ -192,6 +192,32 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
+class TasksConfig:
+    """Settings of the tasks beyond Q&A (``appkit run TASK``).
+
+    Attributes:
+        labels: the classes ``classify`` chooses from.
+        source_lang: the language ``translate`` reads (ISO 639-1 code, e.g. ``en``).
+        target_lang: the language ``translate`` writes.
+        shots: zero-, one- or few-shot prompts for every task.
+        examples: a JSONL pool of worked examples (``{"input": ..., "output": ...}`` per line);
+            the most similar ones to each input are put in the prompt.
+        shot_count: worked examples in few-shot prompts.
+        extract_schema: a JSON Schema file for ``extract`` ("" extracts named entities).
+        code_timeout_s: seconds the provided tests of ``code`` may run.
+    """
+
+    labels: tuple[str, ...] = ()
+    source_lang: str = "en"
+    target_lang: str = "fr"
+    shots: Literal["zero-shot", "one-shot", "few-shot"] = "zero-shot"
+    examples: str = ""
+    shot_count: int = 3
+    extract_schema: str = ""
+    code_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class ToolsConfig:
     """What the agent (``appkit agent``, model ``appkit-agent``) may use.
 
@@ -254,6 +280,7 @@ class Profile:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     retrievers: RetrieversConfig = field(default_factory=RetrieversConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     tools: ToolsConfig = field(default_factory=ToolsConfig)

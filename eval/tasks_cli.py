@@ -1,0 +1,123 @@
+"""``appkit models compare --task TASK --eval FILE``: every installed candidate model of a fitting
+family over a task's eval set, as a table of metrics, latency, memory and size.
+
+The core's ``appkit models`` lists the catalogue; this plugin (an ``appkit.commands`` entry point)
+gives that command an optional ``compare`` action, so the core never imports ``eval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def candidate_models(task: str) -> list[str]:
+    """Installed catalogue models whose role the task accepts (GGUF chat and completion models)."""
+    from appkit.models.catalogue import list_models
+    from appkit.tasks import get_task
+
+    roles = get_task(task).roles
+    return [s.name for s in list_models() if s.installed and s.role in roles and s.format == "gguf"]
+
+
+def compare_models(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Run the task's eval set with each model; one row of results per model."""
+    from appkit.errors import AppkitError
+    from appkit.models.catalogue import resolve_model
+    from appkit.tasks.cli import build_context
+    from eval.tasks import evaluate_task, load_eval_set
+
+    if not args.task or not args.eval:
+        raise AppkitError("appkit models compare needs --task TASK and --eval FILE")
+    if args.task == "qa":
+        raise AppkitError("compare qa with 'appkit eval run' (it scores retrieval and answers)")
+    rows = load_eval_set(args.eval)
+    if args.limit:
+        rows = rows[: args.limit]
+    names = [m.strip() for m in args.models.split(",")] if args.models else candidate_models(
+        args.task)
+    if not names:
+        raise AppkitError(f"no installed model fits '{args.task}'; see 'appkit models'")
+    table = []
+    for name in names:
+        args.model = name
+        before = _rss_mb()
+        _, ctx = build_context(args, args.task)
+        if hasattr(ctx.llm, "warm_up"):
+            ctx.llm.warm_up()
+        report = evaluate_task(args.task, rows, ctx, model=name)
+        if getattr(ctx.llm, "role", "") == "classifier":
+            role, path = "classifier", ctx.llm.path
+        else:
+            spec, path = resolve_model(name)
+            role = spec.role
+        size = path.stat().st_size if path.is_file() else sum(
+            f.stat().st_size for f in path.rglob("*") if f.is_file())
+        table.append({"model": name, "role": role, **report.metrics,
+                      "s_per_example": report.seconds_per_example, "failures": report.failures,
+                      "examples": report.examples, "memory_mb": round(_rss_mb() - before),
+                      "size_mb": round(size / 1e6)})
+    return table
+
+
+def print_table(table: list[dict[str, Any]]) -> None:
+    keys = list(dict.fromkeys(k for row in table for k in row))
+    widths = {k: max(len(k), *(len(_fmt(r.get(k))) for r in table)) for k in keys}
+    print("  ".join(k.ljust(widths[k]) for k in keys))
+    for row in table:
+        print("  ".join(_fmt(row.get(k)).ljust(widths[k]) for k in keys))
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if v < 10 else f"{v:.1f}"
+    return "-" if v is None else str(v)
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Give ``appkit models`` a ``compare`` action."""
+    from appkit.config import TASKS
+
+    p = subparsers.choices.get("models")
+    if p is None:
+        return
+    listing = p.get_default("func")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "compare"],
+                   help="list the catalogue (default) or compare models on a task's eval set")
+    p.add_argument("--task", choices=[t for t in TASKS if t != "qa"], help="compare: the task")
+    p.add_argument("--eval", help="compare: JSONL eval set ({'input', 'reference'} per line)")
+    p.add_argument("--models", help="compare: comma-separated models (default: every installed "
+                   "model the task accepts)")
+    p.add_argument("--limit", type=int, help="compare: only the first N examples")
+    p.add_argument("--labels", help="classify: comma-separated labels")
+    p.add_argument("--source", help="translate: source language code")
+    p.add_argument("--target", help="translate: target language code")
+    p.add_argument("--schema", help="extract: a JSON Schema file")
+    p.add_argument("--shots", choices=["zero-shot", "one-shot", "few-shot"])
+    p.add_argument("--examples", help="JSONL pool of worked examples")
+    p.add_argument("--max-tokens", type=int, help="tokens the model may write per call")
+    p.set_defaults(tests=None, model=None)
+
+    def run(args: argparse.Namespace) -> int:
+        if args.action != "compare":
+            return listing(args)
+        table = compare_models(args)
+        if args.json:
+            print(json.dumps(table, indent=2))
+        else:
+            print_table(table)
+        return 0
+
+    p.set_defaults(func=run)
