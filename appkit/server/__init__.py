@@ -12,6 +12,15 @@ Example:
     ['/health', '/ingest', '/search']
 """
 
-from appkit.server.app import create_app
+from typing import Any
 
 __all__ = ["create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that `appkit --help` (which imports appkit.server.cli) never imports FastAPI.
+    if name == "create_app":
+        from appkit.server.app import create_app
+
+        return create_app
+    raise AttributeError(name)

@@ -22,17 +22,24 @@ Example:
     '1024'
 """
 
-from appkit.tools.agent import Agent, AgentResult, AgentStep
-from appkit.tools.calculator import calculator_tool, evaluate
-from appkit.tools.registry import (
-    ToolContext,
-    make_tools,
-    mark_sensitive,
-    register_tool,
-    register_tool_factory,
-    requested_by_user,
-    tool_names,
-)
+import importlib
+from typing import Any
+
+# Names resolve on first use, so `appkit --help` (which imports appkit.tools.cli) stays light.
+_WHERE = {
+    "Agent": "agent", "AgentResult": "agent", "AgentStep": "agent",
+    "calculator_tool": "calculator", "evaluate": "calculator",
+    "ToolContext": "registry", "make_tools": "registry", "mark_sensitive": "registry",
+    "register_tool": "registry", "register_tool_factory": "registry",
+    "requested_by_user": "registry", "tool_names": "registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"appkit.tools.{_WHERE[name]}"), name)
+    raise AttributeError(name)
+
 
 __all__ = [
     "Agent",
