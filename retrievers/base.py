@@ -63,6 +63,3 @@ def cosine_relevance(store: Any, query_vector: Sequence[float], ids: Iterable[st
         out[i] = round(float(v @ q / (np.linalg.norm(v) or 1.0)), 6)
     return out
 
-
-def store_is_empty(store: Any) -> bool:
-    return store.count() == 0

@@ -58,7 +58,7 @@ class DenseRetriever(BaseRetriever):
     def search_by_vector(self, vector: Sequence[float], k: int,
                          where: dict | None = None) -> list[Document]:
         """The ``k`` nearest chunks to ``vector`` (MMR applied when enabled)."""
-        if k < 1 or self.store.count() == 0:
+        if k < 1:  # an empty collection answers with no ids; counting costs ~1 ms per 2k chunks
             return []
         check_where(self.store, where)
         n = max(k, self.fetch_k) if self.mmr else k
@@ -87,6 +87,4 @@ class DenseRetriever(BaseRetriever):
         check_query(query)
         k = self.k if k is None else k
         where = self.where if where is None else where
-        if self.store.count() == 0:
-            return []
         return self.search_by_vector(self.embed_query(query), k, where)

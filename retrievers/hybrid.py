@@ -65,8 +65,6 @@ class HybridRetriever(BaseRetriever):
         check_query(query)
         k = self.k if k is None else k
         where = self.where if where is None else where
-        if self.store.count() == 0:
-            return []
         depth = max(self.candidates, k)
         vector = self.dense.embed_query(query) if self.dense_weight > 0 else None
         dense_docs = (self.dense.search_by_vector(vector, depth, where)
