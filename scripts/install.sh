@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Install appkit and its embedded default models into ./.venv (safe to run again: it only adds).
-#   bash scripts/install.sh          # the app: chat, embeddings, Chroma, document loaders, models
-#   bash scripts/install.sh --test   # the same plus the test tools
+#   bash scripts/install.sh          # the app: chat, embeddings, Chroma, loaders, retrievers, models
+#   bash scripts/install.sh --test   # every layer (eval, ui, serve, finetune, tasks) + test tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 extras="all"
-[ "${1:-}" = "--test" ] && extras="all,test,finetune"
+if [ "${1:-}" = "--test" ]; then
+  extras="full,test"
+  # The browser end-to-end test drives Debian's chromium (never a downloaded browser build).
+  if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+      || echo "chromium could not be installed: the browser test will be skipped" >&2
+  fi
+fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # torch is pinned to 2.13.0, the CPU wheel; llama-cpp-python compiles from source the first time
