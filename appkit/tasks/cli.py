@@ -107,19 +107,21 @@ def make_task_model(profile: Any, spec: Any, model: str | None, max_tokens: int 
 
     from appkit.tasks.encoder import EncoderClassifier, is_classifier_folder
 
+    from appkit.tasks.seq2seq import Seq2SeqModel, is_seq2seq_folder
+
     name = model or profile.chat.model
-    if is_classifier_folder(profile.resolve(name)):
+    # A folder on the command line is relative to the working directory; in the profile, to it.
+    folder = Path(name) if model and Path(name).exists() else profile.resolve(name)
+    if is_classifier_folder(folder):
         if "classifier" not in spec.roles:
             raise AppkitError(f"{name} is a classifier; {spec.name} accepts "
                               f"{', '.join(spec.roles)} models")
-        return EncoderClassifier(profile.resolve(name))
-    from appkit.tasks.seq2seq import Seq2SeqModel, is_seq2seq_folder
-
-    if is_seq2seq_folder(profile.resolve(name)):
+        return EncoderClassifier(folder)
+    if is_seq2seq_folder(folder):
         if "seq2seq" not in spec.roles:
             raise AppkitError(f"{name} is a seq2seq model; {spec.name} accepts "
                               f"{', '.join(spec.roles)} models")
-        return Seq2SeqModel(profile.resolve(name), max_new_tokens=max_tokens or 128)
+        return Seq2SeqModel(folder, max_new_tokens=max_tokens or 128)
     if not name.startswith(("http://", "https://")):
         mspec, _ = resolve_model(name)
         if mspec.role not in spec.roles:

@@ -29,8 +29,8 @@ def test_summarize():
 
 
 def test_summarize_map_reduce_on_a_real_tokenizer():
-    ctx = dataclasses.replace(_ctx(max_tokens=24), n_ctx=300)
-    text = " ".join(f"Item {i}: the team decided to move meeting {i} to Friday." for i in range(60))
+    ctx = dataclasses.replace(_ctx(max_tokens=16), n_ctx=300)
+    text = " ".join(f"Item {i}: the team decided to move meeting {i} to Friday." for i in range(30))
     result = run_task("summarize", text, ctx)
     assert result.details["pieces"] > 1 and result.output.strip()
 

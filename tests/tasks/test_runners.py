@@ -130,11 +130,18 @@ def test_extract_user_schema_and_merge_of_pieces():
     assert result.output["names"] == ["Ada", "Bob", "Cy"]
 
 
+def test_extract_retries_once_with_more_tokens_when_the_json_is_cut_off():
+    whole = json.dumps({"entities": [{"text": "Ada", "type": "PERSON"}]})
+    c = ctx([whole[:20], whole])
+    result = run_task("extract", "Ada wrote.", c)
+    assert result.output["entities"][0]["text"] == "Ada" and result.calls == 2
+
+
 def test_extract_output_that_does_not_parse_is_a_clear_error():
     with pytest.raises(TaskOutputError, match="does not fit the output schema"):
         run_task("extract", "Ada wrote.", ctx(["not json"]))
     with pytest.raises(TaskOutputError, match="'type' is a required property"):
-        run_task("extract", "Ada wrote.", ctx(['{"entities": [{"text": "Ada"}]}']))
+        run_task("extract", "Ada wrote.", ctx(['{"entities": [{"text": "Ada"}]}'] * 2))
 
 
 @pytest.mark.parametrize("schema,match", [
