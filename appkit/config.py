@@ -82,7 +82,8 @@ class RetrievalConfig:
     """How chunks are cut and found.
 
     Attributes:
-        retriever: a registered retriever name (``dense`` in the core).
+        retriever: a registered retriever name (``dense`` in the core; the default ``hybrid``
+            is dense + BM25 from the ``retrievers`` layer; see benchmarks/RESULTS_retrievers.md).
         k: how many chunks to give the model at most.
         chunk_size: characters per chunk.
         chunk_overlap: characters shared by neighbouring chunks.
@@ -91,7 +92,7 @@ class RetrievalConfig:
         condense_history: rewrite follow-up questions into standalone ones before retrieval.
     """
 
-    retriever: str = "dense"
+    retriever: str = "hybrid"
     k: int = 4
     chunk_size: int = 1000
     chunk_overlap: int = 200

@@ -37,8 +37,9 @@ def store(profile: Profile, embeddings: HashingEmbeddings) -> ChromaStore:
 
 
 def test_dense_is_the_default(profile: Profile, store: ChromaStore) -> None:
-    assert retriever_names() == ["dense"]
-    retriever = make_retriever(RetrieverContext(profile, store))
+    # The core registers only dense; the profile's default, hybrid, comes from the retrievers layer.
+    assert retriever_names() == ["dense"] and Profile().retrieval.retriever == "hybrid"
+    retriever = make_retriever(RetrieverContext(profile, store), "dense")
     assert isinstance(retriever, ChromaDenseRetriever) and retriever.k == profile.retrieval.k
 
 
