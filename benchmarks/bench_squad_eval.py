@@ -84,8 +84,12 @@ def main() -> int:
                          "all of them); for a loaded machine")
     ap.add_argument("--faithfulness", type=int, default=20,
                     help="cases (the first N of the sample) scored with ragas faithfulness")
+    ap.add_argument("--retrieval-only", action="store_true",
+                    help="only the retrieval pass over all sampled questions (no chat model)")
     ap.add_argument("--no-retrieval", action="store_true",
                     help="skip the retrieval-only pass over all sampled questions")
+    ap.add_argument("--judge-timeout", type=float, default=180.0,
+                    help="seconds one judge call may take (raise it on a loaded machine)")
     ap.add_argument("--judge", help="judge model (default: the best installed)")
     ap.add_argument("--judge-check-limit", type=int, default=None,
                     help="hand-labelled cases per label for the judge check (default: all)")
@@ -113,6 +117,13 @@ def main() -> int:
     cases = from_squad(SQUAD, sample=args.questions, seed=args.seed)
     save_testset(cases, OUT / "testset.jsonl")
     retrieval = None if args.no_retrieval else retrieval_only(app, cases)
+    if retrieval is not None:
+        (OUT / "retrieval.json").write_text(json.dumps(retrieval, indent=2), encoding="utf-8")
+    if args.retrieval_only:
+        print(json.dumps(retrieval, indent=2))
+        return 0
+    if retrieval is None and (OUT / "retrieval.json").exists():
+        retrieval = json.loads((OUT / "retrieval.json").read_text(encoding="utf-8"))
     answered = cases[: args.answer_limit] if args.answer_limit else cases
     runner = EvalRunner(app, metrics=ANSWER_METRICS, progress=True)
     result = runner.run(answered, OUT / "run-answers", testset_path=str(OUT / "testset.jsonl"))
@@ -122,7 +133,7 @@ def main() -> int:
     agreement = None
     if args.faithfulness:
         cache = profile.data_dir / "eval-cache" / "judge"
-        with Judge(args.judge, cache_dir=cache) as judge:
+        with Judge(args.judge, cache_dir=cache, timeout=args.judge_timeout) as judge:
             sub = EvalRunner(app, metrics=["faithfulness"], judge=judge, judge_check=False,
                              progress=True)
             judged = sub.run(cases[: args.faithfulness], OUT / "run-faithfulness",

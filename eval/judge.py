@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import re
@@ -84,6 +85,21 @@ def default_judge_name(memory: int | None = None) -> str:
         return name
     raise JudgeError("no judge model is installed; install one with: "
                      + get_spec("qwen2.5-coder-0.5b").install)
+
+
+# Runs llama-cpp-python's server, exiting when the process that started it is gone (even when it
+# was killed by a signal that skipped its clean-up), so no judge server is ever left behind.
+_SERVER_MAIN = """
+import os, runpy, sys, threading, time
+parent = os.getppid()
+def watch():
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+sys.argv = ["llama_cpp.server", *sys.argv[1:]]
+runpy.run_module("llama_cpp.server", run_name="__main__")
+"""
 
 
 def free_port() -> int:
@@ -149,7 +165,7 @@ class LlamaServer:
         self.starts += 1
         self._log = tempfile.TemporaryFile(mode="w+")
         cmd = [
-            sys.executable, "-m", "llama_cpp.server", "--model", self.model_path,
+            sys.executable, "-c", _SERVER_MAIN, "--model", self.model_path,
             "--model_alias", self.alias, "--host", "127.0.0.1", "--port", str(self.port),
             "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads or default_threads()),
             # logits for every position would cost n_ctx x vocabulary floats (GBs for Qwen)
@@ -157,6 +173,7 @@ class LlamaServer:
         ]
         self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL)
+        atexit.register(self.stop)
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
