@@ -5,7 +5,8 @@ Endpoints:
 - ``POST /v1/chat/completions``: model ``appkit-rag`` answers from the caller's documents (the same
   chain as ``appkit ask``; citations in the extra ``appkit`` field), ``appkit-agent`` answers with
   the profile's tools (trace in ``appkit.steps``), and an installed catalogue chat model by name
-  answers the messages as they are. ``"stream": true`` streams server-sent events as OpenAI does.
+  answers the messages as they are (OpenAI ``tools`` in, ``tool_calls`` out).
+  ``"stream": true`` streams server-sent events as OpenAI does.
 - ``GET /v1/models``, ``POST /v1/embeddings`` (the profile's embedder; ``float`` or ``base64``).
 - ``POST /ingest`` (files in the body, into the caller's collection), ``POST /search``,
   ``GET /health`` (no key needed).
@@ -42,7 +43,13 @@ import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from appkit import __version__
@@ -157,11 +164,17 @@ def create_app(profile: Profile, *, embeddings: Any = None, chat_model: Any = No
                 final = item
             else:
                 pieces.append(item)
+        extra = dict(final.extra)
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(pieces)}
+        if "tool_calls" in extra:
+            message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"}
+                                     for c in extra.pop("tool_calls")]
+            message["content"] = message["content"] or None
         return {
             "id": cid, "object": "chat.completion", "created": created, "model": body.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(pieces)},
-                         "finish_reason": final.finish_reason, "logprobs": None}],
-            "usage": _usage(final.usage), "appkit": final.extra,
+            "choices": [{"index": 0, "message": message, "finish_reason": final.finish_reason,
+                         "logprobs": None}],
+            "usage": _usage(final.usage), **({"appkit": extra} if extra else {}),
         }
 
     @app.post("/v1/embeddings")
@@ -327,6 +340,10 @@ def _chat_events(state: _State, user: str, body: ChatRequest) -> Iterator[str | 
     """Validate the request now; return the iterator that does the work."""
     overrides = body.overrides()
     if body.model in (RAG_MODEL, AGENT_MODEL):
+        if body.tools:
+            raise ApiError(400, f"'{body.model}' takes no tools from the request: appkit-agent "
+                                "uses the profile's [tools]; send tools to a catalogue model",
+                           param="tools")
         question, history = _conversation(body)
         app = state.users.get(user)
         if body.model == RAG_MODEL:
@@ -380,26 +397,67 @@ def _agent_events(state: _State, app: Any, overrides: dict[str, Any], question: 
         "citations": _citations(result.citations)})
 
 
-def _plain_events(llm: Any, body: ChatRequest) -> Iterator[str | _Final]:
+def _lc_messages(body: ChatRequest) -> list[BaseMessage]:
+    """OpenAI messages (tool calls and tool results included) as LangChain messages."""
+    import json
+
     messages: list[BaseMessage] = []
-    for m in body.messages:
+    for i, m in enumerate(body.messages):
+        extra = m.model_extra or {}
         if m.role in ("system", "developer"):
             messages.append(SystemMessage(content=m.text))
-        elif m.role == "assistant":
-            messages.append(AIMessage(content=m.text))
         elif m.role == "user":
             messages.append(HumanMessage(content=m.text))
+        elif m.role == "tool":
+            if not extra.get("tool_call_id"):
+                raise ApiError(400, "a tool message needs its tool_call_id",
+                               param=f"messages.{i}.tool_call_id")
+            messages.append(ToolMessage(content=m.text, tool_call_id=str(extra["tool_call_id"])))
         else:
-            raise ApiError(400, "tool messages are not supported by this server", param="messages")
+            calls = []
+            for call in extra.get("tool_calls") or ():
+                try:
+                    fn = call["function"]
+                    args = fn.get("arguments") or "{}"
+                    calls.append({"name": fn["name"], "id": call.get("id") or "",
+                                  "args": json.loads(args) if isinstance(args, str) else args})
+                except (KeyError, TypeError, ValueError):
+                    raise ApiError(400, "tool_calls need a function name and JSON arguments",
+                                   param=f"messages.{i}.tool_calls") from None
+            messages.append(AIMessage(content=m.text, tool_calls=calls))
+    return messages
+
+
+def _plain_events(llm: Any, body: ChatRequest) -> Iterator[str | _Final]:
+    import json
+
+    messages = _lc_messages(body)
+    if body.tools:
+        try:
+            llm = llm.bind_tools(body.tools, tool_choice=body.tool_choice)
+        except NotImplementedError:
+            raise ApiError(400, f"model '{body.model}' cannot call tools",
+                           param="tools") from None
+        except ValueError as exc:
+            raise ApiError(400, str(exc), param="tool_choice") from None
     usage: dict[str, int] = {}
     finish = "stop"
+    calls: list[dict[str, Any]] = []
     for chunk in llm.stream(messages):
         if chunk.usage_metadata:
             usage = {k: int(v) for k, v in chunk.usage_metadata.items() if isinstance(v, int)}
         finish = {"length": "length"}.get(chunk.response_metadata.get("finish_reason"), finish)
+        calls += getattr(chunk, "tool_calls", None) or []
         if chunk.text:
             yield chunk.text
-    yield _Final(usage, finish)
+    extra: dict[str, Any] = {}
+    if calls:
+        finish = "tool_calls"
+        extra["tool_calls"] = [
+            {"index": i, "id": c.get("id") or f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+             "function": {"name": c["name"], "arguments": json.dumps(c["args"])}}
+            for i, c in enumerate(calls)]
+    yield _Final(usage, finish, extra)
 
 
 def _usage(usage: dict[str, int]) -> dict[str, int]:
@@ -465,7 +523,10 @@ def _sse_response(events: Iterator[str | _Final], cid: str, created: int, model:
             yield frame(_error_for(exc).body())
             yield b"data: [DONE]\n\n"
             return
-        yield chunk({}, final.finish_reason, appkit=final.extra)
+        extra = dict(final.extra)
+        if "tool_calls" in extra:
+            yield chunk({"tool_calls": extra.pop("tool_calls")})
+        yield chunk({}, final.finish_reason, **({"appkit": extra} if extra else {}))
         if include_usage:
             yield frame({"id": cid, "object": "chat.completion.chunk", "created": created,
                          "model": model, "choices": [], "usage": _usage(final.usage)})

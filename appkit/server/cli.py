@@ -32,11 +32,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           "127.0.0.1 --port 8000' and set store.host and store.port in the "
                           "profile (docs/deployment.md)")
     uvicorn = require("uvicorn", extra="serve")
+    require("fastapi", extra="serve")
     os.environ["APPKIT_PROFILE"] = str(profile.source)
     if args.warm:
         os.environ["APPKIT_SERVE_WARM"] = "1"
     store = f"Chroma server {profile.store.host}:{profile.store.port}" if profile.store.host \
-        else f"embedded Chroma in {profile.data_dir}"
+        else f"embedded Chroma in {profile.data_dir.resolve()}"
     auth = f"{len(keys.users)} API key(s)" if keys else "no API keys: loopback clients only"
     print(f"appkit serve: http://{host}:{port}/v1 ({workers} worker(s), {auth}, {store})",
           file=sys.stderr, flush=True)

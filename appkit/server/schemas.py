@@ -43,6 +43,8 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int = Field(default=1, ge=1, le=1)
+    tools: list[dict[str, Any]] | None = Field(default=None, max_length=64)
+    tool_choice: str | dict[str, Any] | None = None
 
     @field_validator("stop")
     @classmethod

@@ -1,8 +1,9 @@
 """One :class:`~appkit.app.App` per user, each over its own document collection.
 
-The user of a key gets the collection ``<store.collection>-<user>-<hash>`` and the data directory
-``<data dir>/users/<user>`` (manifest, uploads; with embedded Chroma, the vectors too), so one
-user's documents are never retrieved for another. Without keys the single ``local`` user is the
+The user of a key gets the collection ``<store.collection>-<user>-<hash>``, the data directory
+``<data dir>/users/<user>-<hash>`` (manifest, uploads; with embedded Chroma, the vectors too) and
+its ``uploads`` folder as the only document folder, so one user's documents are never retrieved
+(or read by a tool) for another. Without keys the single ``local`` user is the
 profile itself: what ``appkit ingest`` wrote is what the server searches. Every user's app shares
 one embedder and one loaded GGUF (with its lock).
 
@@ -36,11 +37,12 @@ def user_profile(profile: Profile, user: str) -> Profile:
         return profile
     slug = re.sub(r"[^A-Za-z0-9_-]", "", user)[:40] or "user"
     tag = hashlib.sha256(user.encode("utf-8")).hexdigest()[:8]
-    store = dataclasses.replace(
-        profile.store, collection=f"{profile.store.collection}-{slug}-{tag}",
-        path=str(profile.data_dir / "users" / f"{slug}-{tag}"),
-    )
-    return dataclasses.replace(profile, store=store)
+    folder = profile.data_dir / "users" / f"{slug}-{tag}"
+    store = dataclasses.replace(profile.store, collection=f"{profile.store.collection}-{slug}-{tag}",
+                                path=str(folder))
+    # The user's document folder is their uploads: read_document reads nothing else.
+    documents = dataclasses.replace(profile.documents, paths=(str(folder / "uploads"),))
+    return dataclasses.replace(profile, store=store, documents=documents)
 
 
 class UserApps:
@@ -83,7 +85,8 @@ class UserApps:
 
     def upload_dir(self, user: str) -> Path:
         """Where the files a user sends to ``/ingest`` are kept."""
-        folder = user_profile(self.profile, user).data_dir / "uploads"
+        p = user_profile(self.profile, user)
+        folder = p.resolve(p.documents.paths[0]) if user != LOCAL_USER else p.data_dir / "uploads"
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 

@@ -182,3 +182,59 @@ def test_ingest_refuses_unsafe_or_unreadable_files(make_client, file: dict, mess
 def test_an_empty_ingest_is_a_400(make_client) -> None:
     response = make_client().post("/ingest", json={})
     assert response.status_code == 400 and "nothing to do" in response.json()["error"]["message"]
+
+
+CALC_TOOL = {"type": "function", "function": {
+    "name": "calculator", "description": "Evaluate arithmetic.",
+    "parameters": {"type": "object", "properties": {"expression": {"type": "string"}},
+                   "required": ["expression"]}}}
+
+
+def test_catalogue_models_take_openai_tools_and_tool_results(make_client) -> None:
+    llm = FakeToolCallingModel(script=[{"name": "calculator", "args": {"expression": "6*7"}},
+                                       "It is 42."])
+    client = make_client(chat_models={"tooly": llm})
+    first = client.post("/v1/chat/completions", json={
+        "model": "tooly", "tools": [CALC_TOOL], "tool_choice": "auto",
+        "messages": [{"role": "user", "content": "6*7?"}]}).json()
+    choice = first["choices"][0]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+    (call,) = choice["message"]["tool_calls"]
+    assert call["function"] == {"name": "calculator", "arguments": '{"expression": "6*7"}'}
+    assert llm.bound_tools == ["calculator"]
+    second = client.post("/v1/chat/completions", json={
+        "model": "tooly", "tools": [CALC_TOOL], "messages": [
+            {"role": "user", "content": "6*7?"}, choice["message"],
+            {"role": "tool", "tool_call_id": call["id"], "content": "42"}]}).json()
+    assert second["choices"][0]["message"]["content"] == "It is 42."
+    sent = llm.calls[1]
+    assert sent[1].tool_calls[0]["args"] == {"expression": "6*7"}
+    assert sent[2].content == "42" and sent[2].tool_call_id == call["id"]
+
+
+def test_streamed_tool_calls(make_client) -> None:
+    llm = FakeToolCallingModel(script=[{"name": "calculator", "args": {"expression": "1+1"}}])
+    client = make_client(chat_models={"tooly": llm})
+    with client.stream("POST", "/v1/chat/completions", json={
+            "model": "tooly", "stream": True, "tools": [CALC_TOOL],
+            "messages": [{"role": "user", "content": "1+1?"}]}) as response:
+        events = sse_events(response)[:-1]
+    deltas = [e["choices"][0]["delta"] for e in events]
+    assert deltas[-2]["tool_calls"][0]["function"]["name"] == "calculator"
+    assert events[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"model": "appkit-rag", "tools": [CALC_TOOL]}, "tools"),
+    ({"model": "echo", "tools": [CALC_TOOL]}, "tools"),
+    ({"model": "echo", "messages": [{"role": "tool", "content": "42"}]}, "messages.0.tool_call_id"),
+    ({"model": "echo", "messages": [{"role": "assistant", "content": "",
+                                     "tool_calls": [{"id": "x"}]}]}, "messages.0.tool_calls"),
+])
+def test_tool_requests_that_cannot_work_are_400(make_client, body: dict, param: str) -> None:
+    body = {"messages": [{"role": "user", "content": "x"}], **body}
+    if body["messages"][-1]["role"] != "user":
+        body["messages"].append({"role": "user", "content": "x"})
+    response = make_client(chat_models={"echo": FakeChatModel()}).post("/v1/chat/completions",
+                                                                       json=body)
+    assert response.status_code == 400 and response.json()["error"]["param"] == param

@@ -77,3 +77,27 @@ def test_the_async_client_streams_too(url: str) -> None:
             return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
 
     assert asyncio.run(run()) == "Forty thousand euros [1]."
+
+
+def test_tool_calls_round_trip_through_the_client(profile: Profile, embeddings) -> None:
+    from appkit.testing.tools import FakeToolCallingModel
+
+    llm = FakeToolCallingModel(script=[{"name": "calculator", "args": {"expression": "6*7"}},
+                                       "It is 42."])
+    p = dataclasses.replace(profile, server=ServerConfig(rate_limit_per_minute=0))
+    app = create_app(p, embeddings=embeddings, chat_models={"tooly": llm}, environ={})
+    tools = [{"type": "function", "function": {
+        "name": "calculator", "description": "Evaluate arithmetic.",
+        "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}}}}]
+    with serve_in_thread(app) as base:
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="none", max_retries=0)
+        messages = [{"role": "user", "content": "6*7?"}]
+        first = client.chat.completions.create(model="tooly", messages=messages, tools=tools)
+        call = first.choices[0].message.tool_calls[0]
+        assert first.choices[0].finish_reason == "tool_calls"
+        assert (call.function.name, call.function.arguments) == ("calculator",
+                                                                 '{"expression": "6*7"}')
+        messages += [first.choices[0].message.model_dump(exclude_none=True),
+                     {"role": "tool", "tool_call_id": call.id, "content": "42"}]
+        second = client.chat.completions.create(model="tooly", messages=messages, tools=tools)
+        assert second.choices[0].message.content == "It is 42."

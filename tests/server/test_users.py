@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from appkit.config import Profile
 from appkit.server.users import user_profile
 from appkit.testing import FakeChatModel
@@ -64,3 +66,40 @@ def test_users_get_separate_collections_and_folders(tmp_path) -> None:
     assert alice.data_dir != bob.data_dir and alice.data_dir.is_relative_to(base.data_dir)
     assert user_profile(base, "local") is base
     assert user_profile(base, "a_b").store.collection != user_profile(base, "a-b").store.collection
+
+
+def test_read_document_reads_only_the_callers_uploads(make_client, tmp_path) -> None:
+    import dataclasses
+
+    from appkit.config import DocumentsConfig, ToolsConfig
+
+    shared = tmp_path / "shared-docs"
+    shared.mkdir()
+    (shared / "board.txt").write_text("Board minutes: merger with Initech.", encoding="utf-8")
+
+    paths = {"alpha": "alpha.txt", "board": str(shared / "board.txt")}
+
+    def read(name):
+        return lambda messages: {"name": "read_document", "args": {"path": paths[name]}}
+
+    llm = FakeToolCallingModel(script=[read("alpha"), "ok", read("bob"), "ok", read("board"),
+                                       "ok"])
+    client = make_client(keys={"alice": ALICE, "bob": BOB}, chat_model=llm, profile_changes={
+        "documents": DocumentsConfig(paths=(str(shared),)),
+        "tools": ToolsConfig(enabled=("read_document",))})
+    upload(client, AS_ALICE, "alpha.txt", SECRET)
+    upload(client, AS_BOB, "b.txt", "Bob's private note.")
+    paths["bob"] = str(client.app.state.appkit.users.upload_dir("bob") / "b.txt")
+    assert Path(paths["bob"]).is_file()
+
+    def ask() -> list[dict]:
+        return client.post("/v1/chat/completions", headers=AS_ALICE, json={
+            "model": "appkit-agent", "messages": [{"role": "user", "content": "read it"}]}
+        ).json()["appkit"]["steps"]
+
+    assert "4711-ZEBRA" in ask()[1]["output"]
+    for steps in (ask(), ask()):
+        assert steps[1]["status"] == "error"
+        assert "not a file inside the document folders" in steps[1]["output"]
+    assert "Initech" not in prompts(llm) and "private note" not in prompts(llm)
+    assert dataclasses.is_dataclass(user_profile(Profile(), "alice").documents)

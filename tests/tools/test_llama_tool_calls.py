@@ -219,6 +219,9 @@ def test_qwen_calls_the_calculator_for_arithmetic() -> None:
     from appkit.tools.calculator import calculator_tool
 
     llm = make_chat_model(Profile(), max_tokens=96, temperature=0.0)
+    # Start from an empty context: llama.cpp reuses the previous call's prompt prefix, and at this
+    # model size that can tip a greedy choice between calling the tool and answering directly.
+    llm.llama.reset()
     result = Agent(llm, [calculator_tool()], max_steps=3).run("What is 1234 * 5678?")
     calls = [s for s in result.tool_calls if s.name == "calculator"]
     assert calls, json.dumps(result.to_dict(), indent=1, default=str)
