@@ -79,6 +79,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--questions", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--retriever", help="retrieval.retriever (default: the profile default)")
     ap.add_argument("--answer-limit", type=int, default=None,
                     help="answer only the first N sampled questions (retrieval is measured on "
                          "all of them); for a loaded machine")
@@ -106,7 +107,9 @@ def main() -> int:
     t0 = time.perf_counter()
     n_paragraphs = write_corpus(OUT / "corpus")
     profile = Profile(store=StoreConfig(path=str(OUT / "store")),
-                      retrieval=dataclasses.replace(RetrievalConfig(), k=5))
+                      retrieval=dataclasses.replace(
+                          RetrievalConfig(), k=5,
+                          retriever=args.retriever or RetrievalConfig().retriever))
     app = App(profile)
     print(f"corpus: {n_paragraphs} paragraphs; ingesting (incremental)…", file=sys.stderr)
     ingest = app.ingest([str(OUT / "corpus")])

@@ -198,6 +198,13 @@ class OutputCache:
 
 # Profile sections that shape an answer (others, such as a server's port, do not).
 _ANSWER_SECTIONS = ("task", "chat", "embedding", "retrieval", "retrievers", "prompt")
+_PINNED = {
+    "chat": ("model", "n_ctx", "generation"),
+    "prompt": ("mode", "system", "template", "examples"),
+    "retrieval": ("retriever", "k", "chunk_size", "chunk_overlap", "min_relevance",
+                  "condense_history"),
+    "embedding": ("model",),
+}
 
 
 def _non_default(value: Any, default: Any) -> Any:
@@ -230,6 +237,9 @@ def app_fingerprint(app: Any) -> dict[str, Any]:
         "embedding": p.embedding.model,
     }
     current, default = p.to_dict(), Profile().to_dict()
+    for section, keys in _PINNED.items():  # pinned above in full; not again against defaults
+        for key in keys:
+            current[section].pop(key, None)
     other = {s: _non_default(current.get(s), default.get(s)) for s in _ANSWER_SECTIONS}
     llm = app._chat_model  # noqa: SLF001 - an injected model, read without loading the profile's
     model = (getattr(llm, "model_name", "") or type(llm).__name__) if llm is not None else ""
