@@ -11,12 +11,23 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from appkit.config import PromptConfig
+
+_CONTROL = re.compile(r"<\|[^<>|]{0,40}\|>|</?(?:tool_call|tool_response|tools|document)>",
+                      re.IGNORECASE)
+
+
+def neutralize(text: str) -> str:
+    """Remove chat-template control markup (``<|im_start|>``, ``<tool_call>`` …) from untrusted text,
+    so a document cannot end the user's turn and open a system or assistant turn of its own."""
+    return _CONTROL.sub("", text)
+
 
 CONDENSE_SYSTEM = (
     "Rewrite the user's last question so that it can be understood without the conversation. "
@@ -37,7 +48,8 @@ def source_label(doc: Document) -> str:
 def format_sources(docs: Sequence[Document], start: int = 1) -> str:
     """Number the chunks ``[1]``, ``[2]`` … with their file (and page or heading)."""
     return "\n\n".join(
-        f"[{i}] ({source_label(d)})\n{d.page_content.strip()}" for i, d in enumerate(docs, start)
+        f"[{i}] ({source_label(d)})\n{neutralize(d.page_content.strip())}"
+        for i, d in enumerate(docs, start)
     )
 
 

@@ -28,19 +28,11 @@ from typing import Any
 from langchain_core.documents import Document
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
+from appkit.chains.prompts import neutralize
 from appkit.config import Profile
 
 MAX_READ_BYTES = 2_000_000
 MAX_READ_CHARS = 6000
-_CONTROL = re.compile(r"<\|[^<>|]{0,40}\|>|</?(?:tool_call|tool_response|tools|document)>",
-                      re.IGNORECASE)
-
-
-def neutralize(text: str) -> str:
-    """Remove chat-template control markup from untrusted text."""
-    return _CONTROL.sub("", text)
-
-
 def quote_documents(docs: Sequence[Document], max_chars: int = 1500) -> str:
     """Number and quote documents for the model, as data."""
     if not docs:
