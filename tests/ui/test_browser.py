@@ -1,7 +1,7 @@
 """End to end in a real browser: ``appkit ui`` on a free localhost port, driven by headless Chromium.
 
 The server runs the fake models of :mod:`ui.testing` (hashing embeddings, an extractive chat model
-that quotes source [1] word by word, slowed to 40 ms a word so streaming and Stop can be seen), so
+that quotes source [1] word by word, slowed to 80 ms a word so streaming and Stop can be seen), so
 the test checks the app, not a model. Debian's ``chromium`` is driven by Playwright's Python package
 (``executable_path``); ``playwright install`` is never run. Without a browser the test is skipped
 with the line that installs one.
@@ -48,7 +48,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> float:
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 120) -> float:
     import urllib.request
 
     start = time.perf_counter()
@@ -72,7 +72,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                        '[store]\npath = "data"\n', encoding="utf-8")
     port = free_port()
     env = dict(os.environ, APPKIT_UI_APP_FACTORY="ui.testing:fake_app",
-               APPKIT_UI_FAKE_DELAY="0.04", APPKIT_PROFILE=str(profile))
+               APPKIT_UI_FAKE_DELAY="0.08", APPKIT_PROFILE=str(profile))
     log = open(root / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "appkit.cli", "ui", "--port", str(port)],
                             cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -104,10 +104,15 @@ def browser(server: dict) -> Iterator:
 
 def open_app(browser, server: dict, path: str = ""):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(60_000)
     page.goto(server["url"] + "/" + path)
     page.wait_for_selector('[data-testid="stSidebarNav"]')
     return page
+
+
+def settle(page) -> None:
+    """Wait until the script run that the last action started has finished."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
 
 
 def ask(page, question: str) -> None:
@@ -124,6 +129,10 @@ def answers(page) -> list[str]:
 def upload(page, *files: Path) -> None:
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
         [str(f) for f in files])
+    uploader = page.locator('[data-testid="stFileUploader"]')
+    for f in files:  # the browser sends each file to the server before the form may be submitted
+        chip = uploader.locator('[data-testid="stFileChip"]', has_text=f.name)
+        chip.locator('[data-testid="stFileChipDeleteBtn"]').wait_for()
     page.get_by_role("button", name="Add to collection").click()
 
 
@@ -136,6 +145,7 @@ def test_upload_ask_cite_feedback(browser, server: dict) -> None:
     page = open_app(browser, server, "documents")
     upload(page, doc)
     page.get_by_text("1 added").wait_for()
+    settle(page)
     page.get_by_text("handbook.md").first.wait_for(state="attached")  # a cell of the result grid
     page.wait_for_timeout(500)
     page.screenshot(path=str(server["shots"] / "documents.png"), full_page=True)
@@ -144,7 +154,7 @@ def test_upload_ask_cite_feedback(browser, server: dict) -> None:
     ask(page, "Who approves hotel bookings?")
     # Streaming: the answer is seen growing before it is complete.
     seen: list[str] = []
-    deadline = time.time() + 30
+    deadline = time.time() + 60
     while time.time() < deadline:
         text = " ".join(answers(page))
         if "Hotel bookings" in text:
@@ -163,6 +173,7 @@ def test_upload_ask_cite_feedback(browser, server: dict) -> None:
     page.get_by_role("button", name="Suggest a better answer").wait_for()
     page.locator('[data-testid="stFeedback"] button').first.click()  # thumbs up
     page.get_by_text("Thanks, feedback saved.").wait_for()
+    settle(page)
     page.screenshot(path=str(server["shots"] / "chat.png"), full_page=True)
 
     store = FeedbackStore.for_data_dir(load_profile(server["profile"]).data_dir)
@@ -207,7 +218,7 @@ def test_two_tabs_keep_their_own_histories(browser, server: dict) -> None:
     context = browser.new_context(viewport={"width": 1100, "height": 800})
     first, second = context.new_page(), context.new_page()
     for page in (first, second):
-        page.set_default_timeout(30_000)
+        page.set_default_timeout(60_000)
         page.goto(server["url"])
         page.get_by_placeholder(QUESTION_BOX).wait_for()
     ask(first, "Who approves hotel bookings?")
@@ -225,7 +236,7 @@ def test_stop_keeps_the_partial_answer(browser, server: dict) -> None:
     ask(page, "Who approves hotel bookings above the limit?")
     page.wait_for_function("document.body.innerText.includes('Hotel bookings')")
     page.locator('[data-testid="stChatInputStopButton"]').click()
-    page.wait_for_timeout(500)
+    settle(page)
     ask(page, "How often are laptops replaced?")
     page.get_by_text("Stopped before the answer was finished.").wait_for()
     page.close()
