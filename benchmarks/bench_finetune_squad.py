@@ -252,9 +252,9 @@ def stage_steptime(args) -> None:
 
     plain(), ours()  # warm-up
     times = {"plain": [], "ours": []}
-    for _ in range(args.step_reps):  # interleaved, so load changes hit both alike
-        times["plain"].append(plain())
-        times["ours"].append(ours())
+    for i in range(args.step_reps):  # interleaved, first one then the other, so load hits both
+        for label in (("plain", "ours") if i % 2 == 0 else ("ours", "plain")):
+            times[label].append(plain() if label == "plain" else ours())
     med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
     save("steptime", {"base": args.step_base, "tokens": list(batch["input_ids"].shape),
                       "plain_s": round(med["plain"], 3), "ours_s": round(med["ours"], 3),

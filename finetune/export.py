@@ -14,8 +14,8 @@ Changes are added in GGUF space, so conventions that differ between transformers
 cancel out: Gemma's ``1 + weight`` norms need nothing, and only the row order of llama's q/k
 projections (which llama.cpp permutes for its rotary layout) is applied to the change.
 
-Everything is written into a ``.partial`` folder and renamed into place only when complete and
-loadable; the catalogue entry is written last. A full disk or a Ctrl-C leaves no half-written model
+Everything is written into a ``.partial`` folder and each file is renamed into place only when
+all are complete and loadable; the catalogue entries are written last. A full disk or a Ctrl-C leaves no half-written model
 and no catalogue entry.
 
 Example:
@@ -342,7 +342,7 @@ def export_run(run: Run | str, *, quants: Sequence[str] = ("q4_k_m",), mode: Mod
     if not base_gguf.exists():
         raise ExportError(f"the base GGUF {base_gguf} of run '{run.name}' is gone")
     folder = exports_dir() / name
-    tmp = folder.with_name(f"{folder.name}.{os.getpid()}.partial")
+    tmp = exports_dir() / f".{name}.{os.getpid()}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     files: dict[str, Path] = {}
@@ -364,14 +364,17 @@ def export_run(run: Run | str, *, quants: Sequence[str] = ("q4_k_m",), mode: Mod
                 check_loads(path)
         else:
             raise ExportError(f"unknown export mode '{mode}'; use merged or lora")
-        (tmp / "export.json").write_text(json.dumps(
-            {"run": run.name, "mode": mode, "files": {k: v.name for k, v in files.items()}}))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
+        # Files move in one by one (each rename is atomic), so exports of other modes or
+        # quantizations already in the folder, and their catalogue entries, stay valid.
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in files.values():
+            os.replace(path, folder / path.name)
+        manifest = folder / "export.json"
+        done = json.loads(manifest.read_text()) if manifest.exists() else {}
+        done.update({k: {"file": v.name, "run": run.name, "mode": mode} for k, v in files.items()})
+        manifest.write_text(json.dumps(done, indent=2))
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     files = {k: folder / v.name for k, v in files.items()}
     lineage_base = {
         "base": base_spec.name, "base_gguf": str(base_gguf), "run": run.name,

@@ -112,3 +112,19 @@ def test_long_prompts_are_cut_from_the_left(char_tokenizer):
 def test_parse_rows_skips_blank_lines():
     rows, problems = parse_rows(["", '{"instruction": "a", "output": "b"}', "   "])
     assert len(rows) == 1 and problems == []
+
+
+def test_synthetic_questions_keep_only_answers_found_in_the_passage():
+    from appkit.testing import FakeChatModel
+    from finetune.data import synthetic_rows
+
+    chunks = [("a.txt", "The beta budget is forty thousand euros."),
+              ("b.txt", "Gamma is the code name of the logger."),
+              ("c.txt", "Two engineers work on beta.")]
+    model = FakeChatModel(replies=[
+        'Sure: {"question": "What is the beta budget?", "answer": "forty thousand euros"}',
+        '{"question": "What is gamma?", "answer": "a rocket"}',
+        "no JSON here"])
+    rows = synthetic_rows(chunks, model, log=lambda s: None)
+    assert rows == [Example("What is the beta budget?", "forty thousand euros",
+                            input=chunks[0][1], group="a.txt")]

@@ -32,7 +32,7 @@ def finished_run(tmp_path, make_tiny):
 
 
 def _no_trace(name: str) -> None:
-    leftovers = list(exports_dir().glob(f"{name}*")) if exports_dir().exists() else []
+    leftovers = [p for p in exports_dir().rglob("*")] if exports_dir().exists() else []
     assert leftovers == []
     assert not [m for m in list_models() if m.name.startswith(name)]
     with pytest.raises(ModelNotAvailableError):
@@ -91,6 +91,24 @@ def test_successful_export_registers_with_lineage(finished_run, monkeypatch):
     assert spec.lineage["data_hash"] == "abc" and spec.lineage["quant"] == "q4_k_m"
     assert not (result.folder / "tuned-f16.gguf").exists()  # not asked for
     assert finished_run.info["exports"]["tuned-q4_k_m"] == spec.local_path
+
+
+def test_a_second_export_keeps_the_first_ones_files(finished_run, monkeypatch):
+    monkeypatch.setattr(export_mod, "write_merged_gguf",
+                        lambda base, change, out, **kw: out.write_bytes(b"f16") and out)
+    monkeypatch.setattr(export_mod, "quantize_gguf",
+                        lambda src, dst, quant, **kw: dst.write_bytes(b"q") and dst)
+    monkeypatch.setattr(export_mod, "write_lora_gguf",
+                        lambda base, change, out: out.write_bytes(b"lora") and out)
+    monkeypatch.setattr(export_mod, "check_loads", lambda path, lora_path=None: None)
+    export_run(finished_run, quants=("q8_0",), name="tuned")
+    export_run(finished_run, quants=("q4_k_m",), name="tuned")
+    export_run(finished_run, mode="lora", name="tuned")
+    for name in ("tuned-q8_0", "tuned-q4_k_m"):
+        assert __import__("pathlib").Path(get_spec(name).local_path).exists()
+    assert __import__("pathlib").Path(get_spec("tuned-lora").lineage["lora_path"]).exists()
+    assert sorted(p.name for p in exports_dir().rglob("*")) == [
+        "export.json", "tuned", "tuned-lora.gguf", "tuned-q4_k_m.gguf", "tuned-q8_0.gguf"]
 
 
 def test_unknown_quantization_is_refused_before_any_work(finished_run):

@@ -29,7 +29,6 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("APPKIT_CACHE", str(tmp_path / "cache"))
     (tmp_path / "cache" / "finetune").mkdir(parents=True)
     os.symlink(real, tmp_path / "cache" / "finetune" / "bases")
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
     return tmp_path / "cache"
 
 
@@ -44,7 +43,7 @@ def test_lora_on_smollm2_lowers_the_loss_and_resumes(tmp_path, cache):
     from finetune.trainer import TrainConfig, train
 
     config = TrainConfig(base="smollm2-135m", data=str(_data(tmp_path)), lr=2e-3, batch_size=2,
-                         max_steps=8, save_every=2, max_tokens=96, warmup=0.0)
+                         max_steps=8, save_every=2, max_tokens=96, warmup=0.0, threads=1)
     first = train(config, name="smol", progress=False, stop_after=3, log=lambda s: None)
     assert first.status == "interrupted" and first.step == 3
     done = train(resume="smol", progress=False, log=lambda s: None)
@@ -59,7 +58,7 @@ def _perturbed_run(name: str, std: float):
     from finetune.runs import Run
     from finetune.trainer import TrainConfig, build_model, save_weights
 
-    config = TrainConfig(base="smollm2-135m", data="-")
+    config = TrainConfig(base="smollm2-135m", data="-", threads=1)
     model, base = build_model(config, log=lambda s: None)
     torch.manual_seed(1)
     with torch.no_grad():
@@ -83,7 +82,7 @@ def _perturbed_run(name: str, std: float):
 def _greedy(path: Path, ids: list[int], lora: Path | None = None, n: int = 8) -> list[int]:
     import llama_cpp
 
-    kwargs = {"model_path": str(path), "n_ctx": 128, "n_threads": 2, "verbose": False}
+    kwargs = {"model_path": str(path), "n_ctx": 128, "n_threads": 1, "verbose": False}
     if lora:
         kwargs["lora_path"] = str(lora)
     llama = llama_cpp.Llama(**kwargs)
@@ -136,7 +135,7 @@ def test_dpo_continues_the_lora_adapter(cache):
              PreferencePair("Who wrote it?", "Ada.", "The documents do not say.",
                             context="Ada wrote the note.", kind="answerable")]
     run = train_dpo(parent, pairs, max_steps=2, batch_size=2, lr=1e-3, max_tokens=128,
-                    threads=2, log=lambda s: None)
+                    threads=1, log=lambda s: None)
     assert run.info["status"] == "finished" and run.info["parent"] == "sft"
     assert [r["step"] for r in run.history()] == [1, 2]
     before = load_file(str(parent.final_dir / "adapter_model.safetensors"))
