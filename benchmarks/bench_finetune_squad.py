@@ -160,6 +160,23 @@ def stage_eval(args) -> None:
         save("eval", done)
 
 
+def stage_evallora(args) -> None:
+    """The LoRA GGUF adapter over the base's own Q4_K_M file, on the same questions."""
+    from appkit.models.catalogue import resolve_model
+    from finetune.check import make_model, score_rows
+    from finetune.data import read_rows
+
+    rows = read_rows(work_dir() / "heldout.jsonl")[0][:args.questions]
+    lora = json.loads(RESULTS.read_text())["export"]["lora"]
+    base = str(resolve_model("gemma3-270m")[1])
+    m = make_model(base, lora_path=lora, max_tokens=args.max_answer, threads=args.threads)
+    s = score_rows(m, rows, prompt=prompt_config(), desc="LoRA GGUF")
+    done = json.loads(RESULTS.read_text()).get("eval", {})
+    done["tuned LoRA GGUF over base Q4_K_M"] = {
+        **s.summary(), "size_mb": round((os.path.getsize(base) + os.path.getsize(lora)) / 1e6, 1)}
+    save("eval", done)
+
+
 def stage_retain(args) -> None:
     from appkit.models.catalogue import resolve_model
     from finetune.check import make_model, score_rows
@@ -262,6 +279,7 @@ def stage_steptime(args) -> None:
 
 
 STAGES = {"data": stage_data, "train": stage_train, "export": stage_export, "eval": stage_eval,
+          "evallora": stage_evallora,
           "retain": stage_retain, "dpo": stage_dpo, "steptime": stage_steptime}
 
 

@@ -335,6 +335,10 @@ def export_run(run: Run | str, *, quants: Sequence[str] = ("q4_k_m",), mode: Mod
         if q not in QUANT_TYPES:
             raise ExportError(f"unknown quantization '{q}'; choose from {', '.join(QUANT_TYPES)}")
     name = name or run.name
+    if mode == "merged" and "q4_k_m" in quants and info.get("method", "lora") == "lora":
+        # measured on SQuAD (benchmarks/RESULTS_finetune.md): merged F16 59 F1, Q8_0 63, Q4_K_M 29
+        log("warning: requantizing a merged LoRA to q4_k_m can undo most of a small change; "
+            "prefer q8_0, or --mode lora (the adapter over the base's own Q4_K_M file)")
     start = time.perf_counter()
     change = read_change(run)
     base_spec = get_spec(info["base"])
