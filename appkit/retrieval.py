@@ -81,7 +81,8 @@ def make_retriever(ctx: RetrieverContext, name: str | None = None) -> BaseRetrie
                           key="retrieval.retriever")
     if name not in _factories:
         raise ConfigError(
-            f"unknown retriever '{name}'; known: {', '.join(retriever_names())}",
+            f"unknown retriever '{name}'; known: {', '.join(retriever_names())} "
+            "(bm25, hybrid, rerank and the others come with: pip install 'appkit[retrievers]')",
             path=str(ctx.profile.source) if ctx.profile.source else None,
             key="retrieval.retriever",
         )
