@@ -190,7 +190,12 @@ def scifact_store(model: str) -> tuple[Any, Profile]:
                                   for i in ids], vecs)
         Manifest(data_dir / "manifest.sqlite").bump_generation()
         log(f"stored {len(ids)} chunks in Chroma in {time.perf_counter() - t0:.0f}s")
-    emb.preload(list(load_queries().values()))
+    qcache = OUT / "emb" / f"{key}-queries.json"
+    if qcache.exists():
+        emb._memo.update(json.loads(qcache.read_text()))
+    else:
+        emb.preload(list(load_queries().values()))
+        qcache.write_text(json.dumps(emb._memo))
     return store, profile
 
 
@@ -400,6 +405,9 @@ def cmd_quality(args: argparse.Namespace) -> None:
                                 f"blend {blend_t})",
                                 lambda: reranked(t_store, t_profile, ce, n_t, blend=blend_t,
                                                  **t_fusion), "hybrid-ft"))
+    if args.only:
+        configs = [c for c in configs if c[0] in args.only]
+        rerank_rows = [c for c in rerank_rows if c[0] in args.only]
     results = load("quality") or {}
     for split in args.splits:
         qids = sorted(sp[split])
@@ -629,6 +637,7 @@ def main() -> None:
     p.add_argument("--splits", nargs="+", default=["dev", "test"])
     p.add_argument("--encoder", default="scifact-encoder", help="fine-tuned encoder ('' = none)")
     p.add_argument("--reranker", default="scifact-reranker", help="cross-encoder ('' = none)")
+    p.add_argument("--only", nargs="+", help="only these rows (others are kept from earlier runs)")
     p.set_defaults(func=cmd_quality)
     p = sub.add_parser("latency")
     p.add_argument("--sizes", type=int, nargs="+", default=[5183, 100_000])

@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from appkit.models.catalogue import (
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
     from appkit.config import Profile
+
+# One embedder per model and settings per process: the server's per-key apps and the UI share it.
+_embeddings: dict[tuple, Any] = {}
+_embeddings_lock = threading.Lock()
 
 __all__ = [
     "ModelSpec",
@@ -65,16 +70,37 @@ def make_chat_model(profile: Profile, model: str | None = None, **overrides: Any
 
 
 def make_embeddings(profile: Profile, model: str | None = None) -> Embeddings:
-    """Build the profile's embedding model (loaded on first use)."""
-    from appkit.models.sentence_transformers import SentenceTransformerEmbeddings
-
+    """Build the profile's embedding model with its backend (loaded on first use)."""
     name = model or profile.embedding.model
     if name.startswith(("http://", "https://")):
         from appkit.models.openai_compat import openai_embeddings
 
         return openai_embeddings(name, batch_size=profile.embedding.batch_size)
     spec, path = resolve_model(name)
-    return SentenceTransformerEmbeddings(
-        str(path), name=spec.name if spec.local_path == "" else str(path),
-        batch_size=profile.embedding.batch_size, max_seq_length=profile.embedding.max_seq_length,
-    )
+    identity = spec.name if not spec.local_path else str(path)
+    cfg = profile.embedding
+    key = (str(path), identity, cfg.backend, cfg.batch_size, cfg.max_seq_length)
+    with _embeddings_lock:
+        if key not in _embeddings:
+            _embeddings[key] = _build_embeddings(path, identity, cfg)
+        return _embeddings[key]
+
+
+def _onnx_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("onnxruntime", "tokenizers"))
+
+
+def _build_embeddings(path: Any, identity: str, cfg: Any) -> Embeddings:
+    backend = cfg.backend
+    if backend == "auto":
+        backend = "onnx-int8" if _onnx_available() else "torch"
+    if backend == "onnx-int8":
+        from appkit.models.onnx_int8 import OnnxInt8Embeddings
+
+        return OnnxInt8Embeddings(str(path), name=identity, batch_size=cfg.batch_size)
+    from appkit.models.sentence_transformers import SentenceTransformerEmbeddings
+
+    return SentenceTransformerEmbeddings(str(path), name=identity, batch_size=cfg.batch_size,
+                                         max_seq_length=cfg.max_seq_length)

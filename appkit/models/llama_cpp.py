@@ -340,7 +340,8 @@ class LlamaCppChatModel(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "llama_cpp"
-        params["ls_model_name"] = self.model_name or os.path.basename(self.model_path)
+        params["ls_model_name"] = (kwargs.get("model") or self.model_name
+                                   or os.path.basename(self.model_path))
         return params
 
     def warm_up(self) -> _Loaded:
