@@ -565,8 +565,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     for key in keys:
         dev, test = q.get(f"dev/{key}", {}), q.get(f"test/{key}", {})
         label = (test or dev).get("label", "")
-        print(f"| `{key}` | {label} | {dev.get('ndcg@10', '')} | **{test.get('ndcg@10', '')}** | "
-              f"{test.get('mrr@10', '')} | {test.get('recall@100', '')} |")
+        print(f"| `{key}` | {label} | {dev.get('ndcg@10', '—')} | **{test.get('ndcg@10', '—')}** | "
+              f"{test.get('mrr@10', '—')} | {test.get('recall@100', '—')} |")
     lat = load("latency") or {}
     if lat:
         print("\n| chunks | retriever | p50 ms (retrieval) | p95 ms (retrieval) | p50 ms (total) "
