@@ -90,9 +90,11 @@ def main() -> int:
     run_raw()  # warm-up: loads the model and fills the prompt cache for both sides
     run_chain()
     chain_rates, raw_rates, chain_ttft, raw_ttft = [], [], [], []
+    tokens_seen: dict[str, set[int]] = {"raw": set(), "chain": set()}
     for _ in range(args.rounds):
         for name, fn in (("raw", run_raw), ("chain", run_chain)):
             secs, tokens, ttft = fn()
+            tokens_seen[name].add(tokens)
             (raw_rates if name == "raw" else chain_rates).append(tokens / secs)
             (raw_ttft if name == "raw" else chain_ttft).append(ttft)
     c, r = statistics.median(chain_rates), statistics.median(raw_rates)
@@ -101,6 +103,8 @@ def main() -> int:
           f"first token {statistics.median(raw_ttft) * 1000:.0f} ms")
     print(f"appkit RagChain.stream:               {c:.1f} tokens/s (median), "
           f"first token {statistics.median(chain_ttft) * 1000:.0f} ms")
+    print(f"tokens generated per run: raw {sorted(tokens_seen['raw'])}, "
+          f"chain {sorted(tokens_seen['chain'])}")
     print(f"ratio chain/raw tokens/s: {c / r:.3f} (target >= 0.97)")
     return 0
 
