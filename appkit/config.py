@@ -50,7 +50,9 @@ class EmbeddingConfig:
     """The embedding model: a catalogue name or a local sentence-transformers folder."""
 
     model: str = "all-minilm-l6-v2"
-    batch_size: int = 64
+    # Small batches of length-sorted texts pad least: on 2 cores MiniLM ran 22.2 texts/s at 16,
+    # 20.5 at 32 and 18.4 at 64 (SQuAD paragraphs).
+    batch_size: int = 16
     max_seq_length: int = 256
     # torch: sentence-transformers fp32; onnx-int8: quantized ONNX export (about 2x faster on CPU);
     # auto: onnx-int8 when onnxruntime is installed. Collections remember which one wrote them.
