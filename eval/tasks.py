@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from appkit.errors import AppkitError
+from appkit.jsonl import read_jsonl
 from appkit.lazy import require
 
 TaskMetric = Callable[[Sequence[Any], Sequence[Any]], float | None]
@@ -205,20 +206,9 @@ def load_eval_set(path: str | Path) -> list[dict[str, Any]]:
         AppkitError: naming the file and line of a malformed row.
     """
     p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise AppkitError(f"cannot read the eval set {p}: {exc}") from exc
     rows = []
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise AppkitError(f"{p}, line {no}: not JSON ({exc.msg})") from exc
-        if not isinstance(row, dict) or "input" not in row or not (
-                "reference" in row or "tests" in row):
+    for no, row in read_jsonl(p, "the eval set"):
+        if "input" not in row or not ("reference" in row or "tests" in row):
             raise AppkitError(f"{p}, line {no}: expected an object with 'input' and 'reference'")
         rows.append(row)
     if not rows:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from appkit.errors import AppkitError
+from appkit.jsonl import read_jsonl
 from appkit.lazy import require
 
 DEFAULT_BASE = "all-minilm-l6-v2"
@@ -56,20 +57,8 @@ def read_pairs(path: str | os.PathLike) -> list[dict[str, Any]]:
         AppkitError: naming the file and line of a malformed pair.
     """
     p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise AppkitError(f"cannot read pairs file {p}: {exc.strerror or exc}") from exc
     pairs = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise AppkitError(f"{p}, line {n}: not JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise AppkitError(f"{p}, line {n}: expected an object with query and positive")
+    for n, row in read_jsonl(p, "pairs file"):
         for key in ("query", "positive"):
             if not isinstance(row.get(key), str) or not row[key].strip():
                 raise AppkitError(f"{p}, line {n}: '{key}' must be non-empty text")
