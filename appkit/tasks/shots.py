@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from appkit.errors import AppkitError
+from appkit.jsonl import read_jsonl
 
 SHOT_COUNTS = {"zero-shot": 0, "one-shot": 1}
 
@@ -37,22 +38,13 @@ def load_pool(path: str | Path) -> list[Shot]:
         AppkitError: naming the file and line of a malformed example.
     """
     p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise AppkitError(f"cannot read the example pool {p}: {exc}") from exc
     shots = []
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            output = row["output"]
-            shots.append(Shot(str(row["input"]), output if isinstance(output, str)
-                              else json.dumps(output, ensure_ascii=False)))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise AppkitError(f"{p}, line {no}: expected a JSON object with 'input' and "
-                              f"'output' ({exc})") from exc
+    for no, row in read_jsonl(p, "the example pool"):
+        if "input" not in row or "output" not in row:
+            raise AppkitError(f"{p}, line {no}: expected a JSON object with 'input' and 'output'")
+        output = row["output"]
+        shots.append(Shot(str(row["input"]), output if isinstance(output, str)
+                          else json.dumps(output, ensure_ascii=False)))
     return shots
 
 
