@@ -4,8 +4,9 @@ The core registry names each task's default metrics; this module resolves the na
 over whole runs (``predictions`` and ``references`` in order), built on the field's libraries:
 ROUGE through :class:`eval.metrics.rouge.RougeMetric` (rouge-score), corpus BLEU and chrF through
 sacrebleu, accuracy and macro-F1 through scikit-learn. Entity-level precision, recall and F1 compare
-sets of ``(text, type)`` pairs (exact span match, case-insensitive); seqeval does the same for BIO tag
-sequences, which the LLM path does not produce.
+sets of ``(text, type)`` pairs (exact span match, case-insensitive), for the LLM path and the
+encoder tagger alike. ``rubric`` (write, code) is graded by an LLM judge
+(:class:`eval.metrics.rubric.RubricMetric`) when one is given.
 
 Example:
     >>> from eval.tasks import score_task
@@ -141,12 +142,41 @@ register_task_metric("parse_rate", _parse_rate)
 register_task_metric("tests_pass", _tests_pass)
 
 
+def _answer_text(prediction: Any) -> str:
+    """The text a judge reads: the code of a ``code`` prediction, else the prediction itself."""
+    if isinstance(prediction, dict) and "code" in prediction:
+        return str(prediction["code"] or "")
+    if isinstance(prediction, dict):
+        return json.dumps(prediction, ensure_ascii=False)
+    return "" if prediction is None else str(prediction)
+
+
+def rubric_scores(task: str, inputs: Sequence[str], predictions: Sequence[Any],
+                  references: Sequence[Any], judge: Any) -> list[Any]:
+    """The LLM-judge rubric grade of each case (:class:`eval.metrics.rubric.RubricMetric`): a
+    :class:`~eval.metrics.base.Score` per case, n/a without an answer, NaN with the reason when the
+    judge fails on it."""
+    from eval.metrics.base import Sample
+    from eval.metrics.rubric import RubricMetric
+
+    samples = [Sample(str(i), _answer_text(p), reference=r if isinstance(r, str) else "")
+               for i, p, r in zip(inputs, predictions, references)]
+    return RubricMetric(judge, task=task).score_many(samples)
+
+
+def mean_ok(scores: Sequence[Any]) -> float | None:
+    """The mean of the scores that are neither n/a nor failed (None when there are none)."""
+    values = [s.value for s in scores if s.status == "ok"]
+    return round(statistics.fmean(values), 4) if values else None
+
+
 def score_task(task: str, predictions: Sequence[Any], references: Sequence[Any],
-               metrics: Sequence[str] | None = None) -> dict[str, float | None]:
+               metrics: Sequence[str] | None = None, *, inputs: Sequence[str] | None = None,
+               judge: Any = None) -> dict[str, float | None]:
     """Score a whole run of ``task`` with its default metrics (or ``metrics``), rounded to 4 places.
 
-    Metrics that need a judge (``rubric``, ``faithfulness``) are skipped here: ``appkit eval``
-    runs them.
+    ``rubric`` (``write``, ``code``) needs ``inputs`` (the briefs) and a ``judge``
+    (:class:`eval.judge.Judge`); without them it is left out. ``faithfulness`` is ``appkit eval``'s.
 
     Raises:
         AppkitError: for a metric name nobody registered.
@@ -156,6 +186,9 @@ def score_task(task: str, predictions: Sequence[Any], references: Sequence[Any],
     names = list(metrics or get_task(task).metrics)
     out: dict[str, float | None] = {}
     for name in names:
+        if name == "rubric" and judge is not None and inputs is not None:
+            out[name] = mean_ok(rubric_scores(task, inputs, predictions, references, judge))
+            continue
         if name in ("rubric", "faithfulness"):
             continue
         if name not in _task_metrics:
@@ -217,14 +250,16 @@ def load_eval_set(path: str | Path) -> list[dict[str, Any]]:
 
 
 def evaluate_task(task: str, rows: Sequence[dict[str, Any]], context: Any, *, model: str = "",
-                  metrics: Sequence[str] | None = None) -> TaskEvalReport:
+                  metrics: Sequence[str] | None = None, judge: Any = None) -> TaskEvalReport:
     """Run ``task`` on every row with ``context`` (a :class:`appkit.tasks.TaskContext`) and score it.
 
     An output that does not fit the schema counts as a failure (None prediction), not a crash.
+    With a ``judge``, tasks whose metrics include ``rubric`` are graded too: each row gets its
+    grade (or the reason it has none) and ``extra["rubric"]`` counts scored and failed cases.
     """
     import dataclasses
 
-    from appkit.tasks import TaskOutputError, run_task
+    from appkit.tasks import TaskOutputError, get_task, run_task
 
     preds, refs, out_rows, times = [], [], [], []
     failures = 0
@@ -234,7 +269,9 @@ def evaluate_task(task: str, rows: Sequence[dict[str, Any]], context: Any, *, mo
         error = ""
         try:
             result = run_task(task, row["input"], ctx)
-            pred = result.details.get("tests") if task == "code" else result.output
+            pred = result.output
+            if task == "code":  # tests_pass reads the test run, the rubric the code
+                pred = {**(result.details.get("tests") or {}), "code": result.output}
         except TaskOutputError as exc:
             pred, error = None, str(exc)
             failures += 1
@@ -245,6 +282,16 @@ def evaluate_task(task: str, rows: Sequence[dict[str, Any]], context: Any, *, mo
         out_rows.append({"input": str(row["input"])[:120], "prediction": pred,
                          "reference": row.get("reference"), "seconds": round(seconds, 3),
                          "error": error})
-    return TaskEvalReport(task=task, model=model, metrics=score_task(task, preds, refs, metrics),
-                          examples=len(rows), seconds_per_example=round(statistics.fmean(times), 4),
-                          failures=failures, rows=out_rows)
+    scores = score_task(task, preds, refs, metrics)
+    extra: dict[str, Any] = {}
+    if judge is not None and "rubric" in (metrics or get_task(task).metrics):
+        graded = rubric_scores(task, [str(r["input"]) for r in rows], preds, refs, judge)
+        scores["rubric"] = mean_ok(graded)
+        for row, score in zip(out_rows, graded):
+            row["rubric"] = score.to_dict()
+        extra["rubric"] = {"judge": judge.name, "caveat": getattr(judge, "caveat", ""),
+                           **{k: sum(s.status == v for s in graded)
+                              for k, v in (("scored", "ok"), ("failed", "error"), ("n/a", "n/a"))}}
+    return TaskEvalReport(task=task, model=model, metrics=scores, examples=len(rows),
+                          seconds_per_example=round(statistics.fmean(times), 4),
+                          failures=failures, rows=out_rows, extra=extra)

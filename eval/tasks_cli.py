@@ -8,7 +8,9 @@ gives that command an optional ``compare`` action, so the core never imports ``e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +37,7 @@ def candidate_models(task: str) -> list[str]:
 def compare_models(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Run the task's eval set with each model; one row of results per model."""
     from appkit.errors import AppkitError
-    from appkit.models.catalogue import resolve_model
-    from appkit.tasks.cli import build_context
-    from eval.tasks import evaluate_task, load_eval_set
+    from eval.tasks import load_eval_set
 
     if not args.task or not args.eval:
         raise AppkitError("appkit models compare needs --task TASK and --eval FILE")
@@ -50,34 +50,63 @@ def compare_models(args: argparse.Namespace) -> list[dict[str, Any]]:
         args.task)
     if not names:
         raise AppkitError(f"no installed model fits '{args.task}'; see 'appkit models'")
-    table = []
-    for name in names:
-        args.model = name
-        before = _rss_mb()
-        _, ctx = build_context(args, args.task)
-        if hasattr(ctx.llm, "warm_up"):
-            ctx.llm.warm_up()
-        report = evaluate_task(args.task, rows, ctx, model=name)
-        if getattr(ctx.llm, "role", "") == "classifier":
-            role, path = "classifier", ctx.llm.path
-        else:
-            spec, path = resolve_model(name)
-            role = spec.role
-        size = path.stat().st_size if path.is_file() else sum(
-            f.stat().st_size for f in path.rglob("*") if f.is_file())
-        table.append({"model": name, "role": role, **report.metrics,
-                      "s_per_example": report.seconds_per_example, "failures": report.failures,
-                      "examples": report.examples, "memory_mb": round(_rss_mb() - before),
-                      "size_mb": round(size / 1e6)})
-    return table
+    with _judge(args) as judge:
+        return [_compare_one(args, name, rows, judge) for name in names]
+
+
+@contextlib.contextmanager
+def _judge(args: argparse.Namespace) -> Iterator[Any]:
+    """The rubric judge named by ``--judge`` (calls cached under the profile's data folder)."""
+    if not getattr(args, "judge", None):
+        yield None
+        return
+    from appkit.config import find_profile
+    from eval.judge import Judge
+
+    cache = find_profile(args.profile, create=False).data_dir / "eval-cache" / "judge"
+    with Judge(args.judge, cache_dir=cache) as judge:
+        yield judge
+
+
+def _compare_one(args: argparse.Namespace, name: str, rows: list[dict[str, Any]],
+                 judge: Any) -> dict[str, Any]:
+    from appkit.models.catalogue import resolve_model
+    from appkit.tasks.cli import build_context
+    from eval.tasks import evaluate_task
+
+    args.model = name
+    before = _rss_mb()
+    _, ctx = build_context(args, args.task)
+    if hasattr(ctx.llm, "warm_up"):
+        ctx.llm.warm_up()
+    report = evaluate_task(args.task, rows, ctx, model=name, judge=judge)
+    if getattr(ctx.llm, "role", "") in ("classifier", "token-classifier"):
+        role, path = ctx.llm.role, ctx.llm.path
+    else:
+        spec, path = resolve_model(name)
+        role = spec.role
+    size = path.stat().st_size if path.is_file() else sum(
+        f.stat().st_size for f in path.rglob("*") if f.is_file())
+    graded = report.extra.get("rubric", {})
+    errors = [f"{r['input'][:60]!r}: {r['rubric'].get('reason', '')}" for r in report.rows
+              if r.get("rubric", {}).get("status") == "error"]
+    return {"model": name, "role": role, **report.metrics,
+            **({"rubric_failed": graded["failed"]} if graded else {}),
+            **({"rubric_errors": errors} if errors else {}),
+            "s_per_example": report.seconds_per_example, "failures": report.failures,
+            "examples": report.examples, "memory_mb": round(_rss_mb() - before),
+            "size_mb": round(size / 1e6)}
 
 
 def print_table(table: list[dict[str, Any]]) -> None:
-    keys = list(dict.fromkeys(k for row in table for k in row))
+    keys = [k for k in dict.fromkeys(k for row in table for k in row) if k != "rubric_errors"]
     widths = {k: max(len(k), *(len(_fmt(r.get(k))) for r in table)) for k in keys}
     print("  ".join(k.ljust(widths[k]) for k in keys))
     for row in table:
         print("  ".join(_fmt(row.get(k)).ljust(widths[k]) for k in keys))
+    for row in table:  # the cases the judge could not grade, and why
+        for error in row.get("rubric_errors", ()):
+            print(f"{row['model']}: rubric not graded for {error}")
 
 
 def _fmt(v: Any) -> str:
@@ -108,6 +137,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--shots", choices=["zero-shot", "one-shot", "few-shot"])
     p.add_argument("--examples", help="JSONL pool of worked examples")
     p.add_argument("--max-tokens", type=int, help="tokens the model may write per call")
+    p.add_argument("--judge", help="write, code: grade with the LLM-judge rubric, judged by this "
+                   "model (a catalogue name, a .gguf or an endpoint URL)")
     p.set_defaults(tests=None, model=None)
 
     def run(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ PAGES = {
         st.Page("views/chat.py", title="Chat", icon=":material/forum:", default=True),
         st.Page("views/documents.py", title="Documents", icon=":material/folder_open:",
                 url_path="documents"),
+        st.Page("views/tasks.py", title="Tasks", icon=":material/task_alt:", url_path="tasks"),
     ],
     "Improve": [
         st.Page("views/feedback.py", title="Feedback", icon=":material/thumbs_up_down:",

@@ -10,6 +10,8 @@ Endpoints:
 - ``GET /v1/models``, ``POST /v1/embeddings`` (the profile's embedder; ``float`` or ``base64``).
 - ``POST /ingest`` (files in the body, into the caller's collection), ``POST /search``,
   ``GET /health`` (no key needed).
+- ``GET /v1/tasks`` lists the tasks of ``appkit run``; ``POST /v1/tasks/{task}`` runs one on the
+  ``input`` text and returns its structured result (``output``: text, a label or a JSON object).
 
 Every error is JSON in OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, with a
 4xx status for anything the caller can fix. Nothing is kept in process memory that two worker
@@ -33,6 +35,7 @@ import base64
 import binascii
 import dataclasses
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -61,6 +64,7 @@ from appkit.server.schemas import (
     EmbeddingsRequest,
     IngestRequest,
     SearchRequest,
+    TaskRequest,
 )
 from appkit.server.users import UserApps
 
@@ -104,6 +108,8 @@ class _State:
     limiter: RateLimiter | None
     chat_models: dict[str, Any]
     http_transport: Any
+    task_models: dict[tuple[str, str, int | None], Any] = dataclasses.field(default_factory=dict)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
 def create_app(profile: Profile, *, embeddings: Any = None, chat_model: Any = None,
@@ -210,6 +216,19 @@ def create_app(profile: Profile, *, embeddings: Any = None, chat_model: Any = No
              "relevance": d.metadata.get("relevance"), "chunk_id": d.id}
             for d in docs
         ]}
+
+    @app.get("/v1/tasks")
+    def tasks(user: str = Depends(caller)) -> dict[str, Any]:
+        from appkit.tasks import get_task, task_names
+
+        return {"object": "list", "data": [
+            {"id": n, "object": "task", "description": get_task(n).description,
+             "roles": list(get_task(n).roles), "metrics": list(get_task(n).metrics),
+             "output_schema": get_task(n).output_schema} for n in task_names()]}
+
+    @app.post("/v1/tasks/{task}")
+    def run_task_endpoint(task: str, body: TaskRequest, user: str = Depends(caller)) -> Any:
+        return _run_task(state, user, task, body)
 
     return app
 
@@ -464,6 +483,86 @@ def _usage(usage: dict[str, int]) -> dict[str, int]:
     prompt, completion = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
     return {"prompt_tokens": prompt, "completion_tokens": completion,
             "total_tokens": usage.get("total_tokens", prompt + completion)}
+
+
+# --- tasks -------------------------------------------------------------------------------------
+
+
+def _task_model(state: _State, user: str, spec: Any, body: TaskRequest) -> tuple[str, Any]:
+    """The model a task request names (default: the profile's), refused if the task cannot use
+    it. Callers name models, never folders: a fine-tuned encoder is served as the profile's
+    ``chat.model`` or through ``create_app(chat_models=...)``."""
+    from appkit.tasks.cli import folder_role, make_task_model
+
+    overrides = {"max_tokens": body.max_tokens} if body.max_tokens else {}
+    name = body.model
+    if name is None:
+        name = state.profile.chat.model
+        if folder_role(state.profile.resolve(name)) is None:  # the app's (shared) chat model
+            return name, _with_overrides(state.users.get(user).chat_model, overrides)
+    elif name not in state.chat_models:
+        from appkit.models.catalogue import get_spec
+
+        try:
+            mspec = get_spec(name)
+        except ModelNotAvailableError:
+            mspec = None
+        if mspec is None or not mspec.installed:
+            raise ApiError(404, f"unknown model '{name}'; GET /v1/models lists the models of "
+                                "this server", code="model_not_found", param="model")
+    if name in state.chat_models:
+        llm = state.chat_models[name]
+        role = getattr(llm, "role", "") or "chat"
+        if role not in spec.roles:
+            raise ApiError(400, f"model '{name}' is a {role} model; {spec.name} accepts "
+                                f"{', '.join(spec.roles)} models", param="model")
+        return name, _with_overrides(llm, overrides)
+    key = (spec.name, name, body.max_tokens)
+    with state.lock:
+        llm = state.task_models.get(key)
+    if llm is None:
+        try:
+            llm = make_task_model(state.profile, spec, name, body.max_tokens)
+        except ModelNotAvailableError:
+            raise
+        except AppkitError as exc:
+            raise ApiError(400, str(exc), param="model") from None
+        with state.lock:  # encoders load their weights once, on their first request
+            llm = state.task_models.setdefault(key, llm)
+    return name, llm
+
+
+def _run_task(state: _State, user: str, task: str, body: TaskRequest) -> dict[str, Any]:
+    from appkit.tasks import TaskInputError, TaskOutputError, check_schema, get_task, run_task
+    from appkit.tasks.cli import task_context
+
+    try:
+        spec = get_task(task)
+    except AppkitError as exc:
+        raise ApiError(400, str(exc), code="unknown_task", param="task") from None
+    if body.tests is not None:
+        raise ApiError(400, "this server does not run code; run the tests where you trust the "
+                            "code: appkit run code --input FILE --tests FILE", param="tests")
+    try:
+        schema = check_schema(body.json_schema) if body.json_schema is not None else None
+    except TaskInputError as exc:
+        raise ApiError(400, str(exc), param="schema") from None
+    app = state.users.get(user)
+    name, llm = (state.profile.chat.model, None) if task == "qa" else _task_model(
+        state, user, spec, body)
+    try:
+        _, ctx = task_context(app.profile, task, llm=llm, app=app, labels=body.labels,
+                              source=body.source_lang, target=body.target_lang, shots=body.shots,
+                              schema=schema, max_tokens=body.max_tokens,
+                              embeddings=state.users.embeddings if app.profile.tasks.examples
+                              else None)
+        result = run_task(task, body.input, ctx)
+    except TaskInputError as exc:
+        raise ApiError(400, str(exc), code="invalid_task_input", param="input") from None
+    except TaskOutputError as exc:
+        raise ApiError(422, str(exc), type="invalid_output_error",
+                       code="output_schema_mismatch") from None
+    return {"object": "task.result", "model": name, **result.to_dict()}
 
 
 # --- streaming ---------------------------------------------------------------------------------

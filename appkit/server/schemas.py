@@ -115,3 +115,23 @@ class SearchRequest(BaseModel):
 
     query: str = Field(min_length=1, max_length=4000)
     k: int | None = Field(default=None, ge=1, le=50)
+
+
+class TaskRequest(BaseModel):
+    """``POST /v1/tasks/{task}``: run one task (``appkit run``) on a text.
+
+    ``model`` names a model of ``GET /v1/models`` (default: the profile's); the other fields
+    override the profile's ``[tasks]`` table for this request.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    input: str = Field(min_length=1, description="the document, brief or question")
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    labels: list[str] | None = Field(default=None, max_length=200)
+    source_lang: str | None = Field(default=None, max_length=10)
+    target_lang: str | None = Field(default=None, max_length=10)
+    shots: Literal["zero-shot", "one-shot", "few-shot"] | None = None
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    tests: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=8192)

@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,28 +50,77 @@ def read_input(path: str | Path) -> str:
         raise TaskInputError(f"cannot read {p}: {exc}") from exc
 
 
+def task_context(profile: Any, task: str, *, llm: Any = None, app: Any = None,
+                 labels: Sequence[str] | None = None, source: str | None = None,
+                 target: str | None = None, shots: str | None = None, examples: str | None = None,
+                 schema: dict[str, Any] | None = None, tests: str = "",
+                 max_tokens: int | None = None, embeddings: Any = None) -> tuple[Any, Any]:
+    """The profile with one run's overrides of its ``[tasks]`` table, and the
+    :class:`~appkit.tasks.TaskContext` for ``task``; ``appkit run`` and the server share it.
+
+    Args:
+        profile: the :class:`~appkit.config.Profile`.
+        task: the task name.
+        llm: the model (None: built from the profile's ``chat.model`` for the task).
+        app: the :class:`~appkit.app.App` that answers ``qa`` (None: built from the profile).
+        labels, source, target, shots, examples: override ``tasks.labels``, ``source_lang``,
+            ``target_lang``, ``shots`` and ``examples``.
+        schema: a checked JSON Schema for extract.
+        tests: the test file's text for code.
+        max_tokens: tokens the model may write per call (default ``chat.generation``'s).
+        embeddings: chooses worked examples (default: the profile's embedder, when needed).
+
+    Raises:
+        TaskInputError: one-/few-shot prompts without an example pool.
+    """
+    from appkit.tasks.registry import get_task
+    from appkit.tasks.runners import TaskContext, TaskInputError
+    from appkit.tasks.shots import load_pool
+
+    s = profile.tasks
+    changes: dict[str, Any] = {}
+    if labels is not None:
+        changes["labels"] = tuple(x.strip() for x in labels if x.strip())
+    if source:
+        changes["source_lang"] = source
+    if target:
+        changes["target_lang"] = target
+    if shots:
+        changes["shots"] = shots
+    if examples:
+        changes["examples"] = examples
+    s = dataclasses.replace(s, **changes)
+    profile = dataclasses.replace(profile, tasks=s)
+    spec = get_task(task)
+    pool: list[Any] = []
+    if s.examples and s.shots != "zero-shot":
+        pool = load_pool(profile.resolve(s.examples))
+        if embeddings is None:
+            from appkit.models import make_embeddings
+
+            embeddings = make_embeddings(profile)
+    elif s.shots != "zero-shot":
+        raise TaskInputError(f"{s.shots} prompts need worked examples: set tasks.examples to a "
+                             "JSONL file or pass --examples")
+    if task == "qa" and app is None:
+        from appkit.app import App
+
+        app = App(profile)
+    elif task != "qa" and llm is None:
+        llm = make_task_model(profile, spec, None, max_tokens)
+    return profile, TaskContext(llm=llm, settings=s, embeddings=embeddings, pool=pool,
+                                n_ctx=profile.chat.n_ctx,
+                                max_tokens=max_tokens or profile.chat.generation.max_tokens,
+                                schema=schema, tests=tests, app=app)
+
+
 def build_context(args: argparse.Namespace, task: str) -> tuple[Any, Any]:
     """The profile (with command-line overrides) and the :class:`TaskContext` for ``task``."""
     from appkit.config import find_profile
     from appkit.tasks.registry import get_task
-    from appkit.tasks.runners import TaskContext, TaskInputError, load_schema
-    from appkit.tasks.shots import load_pool
+    from appkit.tasks.runners import TaskInputError, load_schema
 
     profile = find_profile(args.profile, create=False)
-    s = profile.tasks
-    changes: dict[str, Any] = {}
-    if args.labels is not None:
-        changes["labels"] = tuple(x.strip() for x in args.labels.split(",") if x.strip())
-    for name in ("source", "target"):
-        if getattr(args, name):
-            changes[f"{name}_lang"] = getattr(args, name)
-    if args.shots:
-        changes["shots"] = args.shots
-    if args.examples:
-        changes["examples"] = args.examples
-    s = dataclasses.replace(s, **changes)
-    profile = dataclasses.replace(profile, tasks=s)
-    spec = get_task(task)
     schema = load_schema(args.schema) if args.schema else None
     tests = ""
     if args.tests:
@@ -78,26 +128,33 @@ def build_context(args: argparse.Namespace, task: str) -> tuple[Any, Any]:
             tests = Path(args.tests).read_text(encoding="utf-8")
         except OSError as exc:
             raise TaskInputError(f"cannot read the tests {args.tests}: {exc}") from exc
-    pool, embeddings = [], None
-    if s.examples and s.shots != "zero-shot":
-        pool = load_pool(profile.resolve(s.examples))
-        from appkit.models import make_embeddings
-
-        embeddings = make_embeddings(profile)
-    elif s.shots != "zero-shot":
-        raise TaskInputError(f"{s.shots} prompts need worked examples: set tasks.examples to a "
-                             "JSONL file or pass --examples")
     app = llm = None
     if task == "qa":
         from appkit.app import App
 
         app = App.from_profile_file(args.profile)
     else:
-        llm = make_task_model(profile, spec, args.model, args.max_tokens)
-    max_tokens = args.max_tokens or profile.chat.generation.max_tokens
-    return profile, TaskContext(llm=llm, settings=s, embeddings=embeddings, pool=pool,
-                                n_ctx=profile.chat.n_ctx, max_tokens=max_tokens, schema=schema,
-                                tests=tests, app=app)
+        llm = make_task_model(profile, get_task(task), args.model, args.max_tokens)
+    return task_context(
+        profile, task, llm=llm, app=app,
+        labels=args.labels.split(",") if args.labels is not None else None,
+        source=args.source, target=args.target, shots=args.shots, examples=args.examples,
+        schema=schema, tests=tests, max_tokens=args.max_tokens)
+
+
+def folder_role(folder: str | Path) -> str | None:
+    """The role of a model folder, by the marker file it holds: ``classifier``,
+    ``token-classifier``, ``seq2seq``, or None for anything else."""
+    from appkit.tasks.encoder import is_classifier_folder
+    from appkit.tasks.encoder_tokens import is_token_classifier_folder
+    from appkit.tasks.seq2seq import is_seq2seq_folder
+
+    for is_kind, role in ((is_classifier_folder, "classifier"),
+                          (is_token_classifier_folder, "token-classifier"),
+                          (is_seq2seq_folder, "seq2seq")):
+        if is_kind(folder):
+            return role
+    return None
 
 
 def make_task_model(profile: Any, spec: Any, model: str | None, max_tokens: int | None) -> Any:
@@ -105,23 +162,23 @@ def make_task_model(profile: Any, spec: Any, model: str | None, max_tokens: int 
     from appkit.models import make_chat_model
     from appkit.models.catalogue import resolve_model
 
-    from appkit.tasks.encoder import EncoderClassifier, is_classifier_folder
-
-    from appkit.tasks.seq2seq import Seq2SeqModel, is_seq2seq_folder
-
     name = model or profile.chat.model
     # A folder on the command line is relative to the working directory; in the profile, to it.
     folder = Path(name) if model and Path(name).exists() else profile.resolve(name)
-    if is_classifier_folder(folder):
-        if "classifier" not in spec.roles:
-            raise AppkitError(f"{name} is a classifier; {spec.name} accepts "
+    role = folder_role(folder)
+    if role is not None:
+        if role not in spec.roles:
+            raise AppkitError(f"{name} is a {role} model; {spec.name} accepts "
                               f"{', '.join(spec.roles)} models")
-        return EncoderClassifier(folder)
-    if is_seq2seq_folder(folder):
-        if "seq2seq" not in spec.roles:
-            raise AppkitError(f"{name} is a seq2seq model; {spec.name} accepts "
-                              f"{', '.join(spec.roles)} models")
-        return Seq2SeqModel(folder, max_new_tokens=max_tokens or 128)
+        if role == "seq2seq":
+            from appkit.tasks.seq2seq import Seq2SeqModel
+
+            return Seq2SeqModel(folder, max_new_tokens=max_tokens or 128)
+        from appkit.tasks.encoder import EncoderClassifier
+        from appkit.tasks.encoder_tokens import EncoderTokenClassifier
+
+        return {"classifier": EncoderClassifier,
+                "token-classifier": EncoderTokenClassifier}[role](folder)
     if not name.startswith(("http://", "https://")):
         mspec, _ = resolve_model(name)
         if mspec.role not in spec.roles:

@@ -351,6 +351,15 @@ def _translate(run: _Run, text: str) -> tuple[str, dict]:
 
 def _extract(run: _Run, text: str) -> tuple[dict, dict]:
     ctx = run.ctx
+    if getattr(ctx.llm, "role", "") == "token-classifier":  # a fine-tuned encoder: no prompt
+        if ctx.schema is not None or ctx.settings.extract_schema:
+            raise TaskInputError("a token classifier extracts named entities only; a JSON schema "
+                                 "(--schema, tasks.extract_schema) needs a chat model")
+        result = ctx.llm.predict([text])[0]
+        run.calls += 1
+        run.last = json.dumps(result, ensure_ascii=False)
+        return result, {"pieces": 1, "named_entities": True, "encoder": True,
+                        "labels": list(ctx.llm.labels)}
     schema = ctx.schema
     if schema is None and ctx.settings.extract_schema:
         schema = load_schema(ctx.settings.extract_schema)

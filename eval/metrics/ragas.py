@@ -154,6 +154,15 @@ class RagasJudgeMetric(Metric):
             out[i] = score
         return out
 
+    async def _ascore(self, metric: Any, sample: Sample) -> Score:
+        """One case's score from the metric :meth:`_build` made."""
+        result = await metric.ascore(**self._args(sample))
+        value = float(result.value)
+        if math.isnan(value):
+            return Score.failed(
+                f"ragas returned NaN ({result.reason or 'the judge found no statements'})")
+        return Score(value)
+
     async def _score_all(self, samples: list[Sample],
                          progress: Callable[[int], None] | None) -> list[Score]:
         metric = self._build()
@@ -165,14 +174,8 @@ class RagasJudgeMetric(Metric):
         for sample in samples:
             n_calls = calls.get(self.name, max(1, len(sample.contexts)))
             try:
-                result = await asyncio.wait_for(metric.ascore(**self._args(sample)),
-                                                timeout * n_calls)
-                value = float(result.value)
-                if math.isnan(value):
-                    out.append(Score.failed(
-                        f"ragas returned NaN ({result.reason or 'the judge found no statements'})"))
-                else:
-                    out.append(Score(value))
+                out.append(await asyncio.wait_for(self._ascore(metric, sample),
+                                                  timeout * n_calls))
             except asyncio.TimeoutError:
                 out.append(Score.failed(f"judge timed out after {timeout * n_calls:.0f}s"))
             except Exception as exc:  # noqa: BLE001 - garbage from the judge fails this case only

@@ -8,21 +8,8 @@ from appkit.config import TasksConfig
 from appkit.tasks import TaskContext, TaskInputError, run_task
 from appkit.tasks.encoder import EncoderClassifier, is_classifier_folder
 
-transformers = pytest.importorskip("transformers")
+pytest.importorskip("transformers")
 pytest.importorskip("torch")
-
-
-@pytest.fixture
-def tiny_bert(tmp_path):
-    from appkit.models.catalogue import resolve_model
-
-    _, minilm = resolve_model("all-minilm-l6-v2")
-    folder = tmp_path / "tiny-bert"
-    config = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64)
-    transformers.BertModel(config).save_pretrained(folder)
-    transformers.AutoTokenizer.from_pretrained(str(minilm)).save_pretrained(folder)
-    return folder
 
 
 def test_fit_predict_save_and_run_as_a_task(tiny_bert, tmp_path):

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 MAIN = REPO / "ui" / "main.py"
 PAGES = {"chat": "views/chat.py", "documents": "views/documents.py",
          "settings": "views/settings.py", "feedback": "views/feedback.py",
-         "quality": "views/quality.py", "source": "views/source.py"}
+         "quality": "views/quality.py", "source": "views/source.py", "tasks": "views/tasks.py"}
 
 HANDBOOK = """# Handbook
 
