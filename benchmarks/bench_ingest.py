@@ -1,8 +1,11 @@
 """Ingestion throughput: appkit's Ingestor vs the LangChain reference pipeline, in one run.
 
 Corpus: the 2,067 paragraphs of SQuAD v1.1 dev (../shared/bench/squad/dev-v1.1.json), each written
-out as one .txt file. Both pipelines use the packaged all-MiniLM-L6-v2 (sentence-transformers, CPU),
-RecursiveCharacterTextSplitter(1000, 200) and an embedded Chroma store in a temporary folder.
+out as one .txt file. Both pipelines use the packaged all-MiniLM-L6-v2, RecursiveCharacterTextSplitter
+(1000, 200) and an embedded Chroma store in a temporary folder. The reference runs it with
+sentence-transformers fp32 (``HuggingFaceEmbeddings``); appkit with its default backend (int8 ONNX
+when onnxruntime is installed; ``--backend torch`` for fp32). appkit's embedding-only ceiling (the
+same chunk texts through the same encoder, nothing else) is measured after its run.
 
 Reference: read files -> RecursiveCharacterTextSplitter -> HuggingFaceEmbeddings ->
 ``Chroma.from_documents``. Then appkit's first ingest, then appkit's re-ingest of the unchanged folder.
@@ -59,21 +62,30 @@ def reference(folder: Path, store_dir: Path, model_path: str) -> dict:
     return {"chunks": len(chunks), "seconds": dt, "chunks_per_s": len(chunks) / dt}
 
 
-def appkit_run(folder: Path, store_dir: Path) -> tuple[dict, dict]:
-    from appkit.config import Profile, StoreConfig
+def appkit_run(folder: Path, store_dir: Path, backend: str) -> tuple[dict, dict]:
+    from appkit.config import EmbeddingConfig, Profile, StoreConfig
     from appkit.ingest.pipeline import Ingestor
     from appkit.models import make_embeddings
 
-    profile = Profile(store=StoreConfig(path=str(store_dir)))
+    profile = Profile(store=StoreConfig(path=str(store_dir)),
+                      embedding=EmbeddingConfig(backend=backend))
     emb = make_embeddings(profile)
     emb.embed_query("warm up")
     ingestor = Ingestor(profile, embeddings=emb, progress=False)
     first = ingestor.run([folder])
     second = ingestor.run([folder])
     assert second.chunks_embedded == 0, "re-ingest embedded chunks"
+    # The embedding-only ceiling: the same chunk texts through the same encoder, nothing else.
+    texts = [t for f in sorted(folder.iterdir())
+             for t in ingestor.splitter.split_text(f.read_text(encoding="utf-8")) if t.strip()]
+    t0 = time.perf_counter()
+    emb.embed_documents(texts)
+    ceiling_s = time.perf_counter() - t0
     return (
         {"chunks": first.chunks_embedded, "seconds": first.seconds,
          "chunks_per_s": first.chunks_embedded / first.seconds,
+         "embedder": getattr(emb, "identity", type(emb).__name__),
+         "ceiling_chunks_per_s": len(texts) / ceiling_s,
          "stages_s": {k: round(v, 2) for k, v in first.timings.items()}},
         {"seconds": second.seconds, "unchanged": second.unchanged},
     )
@@ -83,6 +95,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=None, help="paragraphs to use (default all)")
     parser.add_argument("--order", choices=["ref-first", "appkit-first"], default="ref-first")
+    parser.add_argument("--backend", choices=["auto", "onnx-int8", "torch"], default="auto",
+                        help="appkit's embedding.backend (default: the profile default, auto)")
     args = parser.parse_args()
     if not SQUAD.exists():
         print(f"missing {SQUAD}", file=sys.stderr)
@@ -101,13 +115,17 @@ def main() -> int:
             if name == "reference":
                 runs["reference"] = reference(folder, Path(tmp) / "ref-store", str(model_path))
             else:
-                runs["appkit"], runs["reingest"] = appkit_run(folder, Path(tmp) / "appkit-store")
+                runs["appkit"], runs["reingest"] = appkit_run(folder, Path(tmp) / "appkit-store",
+                                                              args.backend)
     ref, ours, again = runs["reference"], runs["appkit"], runs["reingest"]
     print(f"corpus: {n} SQuAD dev paragraphs as files")
     print(f"reference  : {ref['chunks']} chunks in {ref['seconds']:.1f} s = {ref['chunks_per_s']:.1f} chunks/s")
     print(f"appkit     : {ours['chunks']} chunks in {ours['seconds']:.1f} s = {ours['chunks_per_s']:.1f} chunks/s"
           f"  stages {ours['stages_s']}")
-    print(f"ratio appkit/reference chunks/s: {ours['chunks_per_s'] / ref['chunks_per_s']:.3f} (target >= 1.0)")
+    print(f"appkit embedder: {ours['embedder']}; embedding-only ceiling "
+          f"{ours['ceiling_chunks_per_s']:.1f} chunks/s; pipeline/ceiling "
+          f"{ours['chunks_per_s'] / ours['ceiling_chunks_per_s']:.3f} (target >= 0.9)")
+    print(f"ratio appkit/reference chunks/s: {ours['chunks_per_s'] / ref['chunks_per_s']:.3f} (target >= 1.5)")
     print(f"re-ingest unchanged: {again['seconds']:.3f} s; first/re-ingest: "
           f"{ours['seconds'] / again['seconds']:.0f}x (target >= 50x)")
     return 0

@@ -14,11 +14,15 @@ downgrades transformers (``../shared/MODELS.md``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import threading
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +71,24 @@ def _max_seq_length(model_dir: Path, default: int = 256) -> int:
         return default
 
 
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    # onnxruntime's quantizer calls logging.warning(), which would install a root handler
+    # (basicConfig) that then prints every library's DEBUG records; a NullHandler prevents that.
+    root = logging.getLogger()
+    level = root.level
+    guard = None if root.handlers else logging.NullHandler()
+    if guard is not None:
+        root.addHandler(guard)
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        if guard is not None:
+            root.removeHandler(guard)
+
+
 def export_int8(model_dir: Path, cache: Path, name: str = "") -> Path:
     """Export and quantize ``model_dir`` into ``cache`` (once), returning the export folder.
 
@@ -105,15 +127,17 @@ def export_int8(model_dir: Path, cache: Path, name: str = "") -> Path:
         enc = tokenizer(list(SAMPLE[:2]), padding=True, return_tensors="pt")
         names = ["input_ids", "attention_mask", "token_type_ids"]
         fp32 = tmp / "model-fp32.onnx"
-        with torch.no_grad():
+        int8 = tmp / "model-int8.onnx"
+        # The tracer's and the quantizer's advice is for their developers, not for our users.
+        with torch.no_grad(), warnings.catch_warnings(), _quiet_root_logger():
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 _Hidden(model), tuple(enc[n] for n in names), str(fp32), input_names=names,
                 output_names=["last_hidden_state"], opset_version=17, dynamo=False,
                 dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]},
             )
-        int8 = tmp / "model-int8.onnx"
-        quant.quantize_dynamic(str(fp32), str(int8), weight_type=quant.QuantType.QInt8,
-                               per_channel=True, op_types_to_quantize=["MatMul"])
+            quant.quantize_dynamic(str(fp32), str(int8), weight_type=quant.QuantType.QInt8,
+                                   per_channel=True, op_types_to_quantize=["MatMul"])
         fp32.unlink()
         shutil.copy2(model_dir / "tokenizer.json", tmp / "tokenizer.json")
         candidate = _OnnxRunner(tmp, seq).embed(list(SAMPLE), batch_size=8)
@@ -237,6 +261,12 @@ class OnnxInt8Embeddings(Embeddings):
                     )
                 self._runner = _OnnxRunner(folder, int(meta["max_seq_length"]), self.threads)
             return self._runner
+
+    def tokenize(self, texts: list[str]) -> int:
+        """Tokenise ``texts`` as :meth:`embed_documents` does, without inference; returns the
+        number of tokens (``appkit bench ingest`` times this apart from inference)."""
+        encodings = self.warm_up().tokenizer.encode_batch(list(texts))
+        return sum(len(e.ids) for e in encodings)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if not texts:

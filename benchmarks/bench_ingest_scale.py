@@ -1,0 +1,172 @@
+"""Ingestion at scale: chunks/s at 10k vs 100k chunks, memory over the run, unchanged re-ingest.
+
+Corpus: a synthetic folder built from the sentences of SQuAD v1.1 dev (read from
+``../shared/bench/squad/dev-v1.1.json``, never copied into the repository), reshuffled with a fixed
+seed into files of about ``--file-chars`` characters, under ``benchmarks/out/scale/`` (gitignored).
+The profile is the default (int8 ONNX MiniLM when onnxruntime is installed, embedded Chroma) with
+``chunk_size = --chunk-size`` and no overlap, so the chunk count is predictable and 100k chunks
+embed in minutes rather than an hour on 2 cores.
+
+Runs, one after the other, in fresh stores:
+1. the first ``--small`` chunks' worth of files (a prefix of the big folder): chunks/s at 10k;
+2. the whole folder (``--large`` chunks): chunks/s at 100k, with resident memory sampled every
+   second, printed at each tenth of the run (flat means streaming works);
+3. the whole folder again, unchanged: the re-ingest speed-up.
+
+Usage:
+    .venv/bin/python benchmarks/bench_ingest_scale.py                     # 10k vs 100k
+    .venv/bin/python benchmarks/bench_ingest_scale.py --small 1000 --large 5000   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SQUAD = REPO.parent / "shared" / "bench" / "squad" / "dev-v1.1.json"
+OUT = REPO / "benchmarks" / "out" / "scale"
+
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def sentences() -> list[str]:
+    data = json.loads(SQUAD.read_text(encoding="utf-8"))["data"]
+    out = []
+    for article in data:
+        for para in article["paragraphs"]:
+            out.extend(s.strip() for s in re.split(r"(?<=[.!?])\s+", para["context"]) if len(s) > 20)
+    return out
+
+
+def write_folder(folder: Path, files: int, file_chars: int, seed: int = 0) -> None:
+    """``files`` text files of about ``file_chars`` characters each, 100 to a sub-folder."""
+    marker = folder / ".complete"
+    if marker.exists() and marker.read_text() == f"{files}/{file_chars}/{seed}":
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    pool = sentences()
+    rng = random.Random(seed)
+    for i in range(files):
+        parts, size = [], 0
+        while size < file_chars:
+            s = pool[rng.randrange(len(pool))]
+            parts.append(s)
+            size += len(s) + 1
+        path = folder / f"d{i // 100:04d}" / f"f{i:06d}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(" ".join(parts), encoding="utf-8")
+    marker.write_text(f"{files}/{file_chars}/{seed}")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class MemorySampler:
+    """Samples this process's resident memory every second while a run goes on."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        t0 = time.perf_counter()
+        while not self._stop.is_set():
+            self.samples.append((time.perf_counter() - t0, rss_mb()))
+            self._stop.wait(1.0)
+
+    def __enter__(self) -> "MemorySampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def deciles(self) -> list[float]:
+        if not self.samples:
+            return []
+        n = len(self.samples)
+        return [round(self.samples[min(n - 1, (n * k) // 10)][1]) for k in range(1, 11)]
+
+
+def ingest(profile, folders: list[Path]) -> tuple[object, MemorySampler]:  # noqa: ANN001
+    from appkit.ingest.pipeline import Ingestor
+    from appkit.models import make_embeddings
+
+    emb = make_embeddings(profile)
+    emb.embed_query("warm up")
+    with MemorySampler() as mem:
+        report = Ingestor(profile, embeddings=emb, progress=False).run([str(f) for f in folders])
+    return report, mem
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--small", type=int, default=10_000, help="chunks in the small run")
+    ap.add_argument("--large", type=int, default=100_000, help="chunks in the large run")
+    ap.add_argument("--chunk-size", type=int, default=400)
+    ap.add_argument("--file-chars", type=int, default=3_600)
+    args = ap.parse_args()
+
+    from appkit.config import Profile, RetrievalConfig, StoreConfig
+
+    per_file = max(1, round(args.file_chars / args.chunk_size))  # measured below, not assumed
+    corpus = OUT / "corpus"
+    write_folder(corpus, args.large // per_file, args.file_chars)
+    subdirs = sorted(p for p in corpus.iterdir() if p.is_dir())
+    small_dirs = subdirs[: max(1, len(subdirs) * args.small // args.large)]
+
+    def profile(name: str) -> Profile:
+        store = OUT / name
+        shutil.rmtree(store, ignore_errors=True)
+        return Profile(store=StoreConfig(path=str(store)), retrieval=dataclasses.replace(
+            RetrievalConfig(), chunk_size=args.chunk_size, chunk_overlap=0))
+
+    results = {}
+    small, mem_small = ingest(profile("store-small"), small_dirs)
+    results["small"] = {"chunks": small.chunks_embedded, "seconds": round(small.seconds, 1),
+                        "chunks_per_s": round(small.chunks_embedded / small.seconds, 1),
+                        "peak_rss_mb": round(max(m for _, m in mem_small.samples)),
+                        "stages_s": {k: round(v, 1) for k, v in small.timings.items()}}
+    print(json.dumps({"small": results["small"]}), flush=True)
+    big_profile = profile("store-large")
+    large, mem_large = ingest(big_profile, subdirs)
+    results["large"] = {"chunks": large.chunks_embedded, "seconds": round(large.seconds, 1),
+                        "chunks_per_s": round(large.chunks_embedded / large.seconds, 1),
+                        "peak_rss_mb": round(max(m for _, m in mem_large.samples)),
+                        "rss_mb_by_tenth": mem_large.deciles(),
+                        "stages_s": {k: round(v, 1) for k, v in large.timings.items()}}
+    print(json.dumps({"large": results["large"]}), flush=True)
+    again, _ = ingest(big_profile, subdirs)
+    assert again.chunks_embedded == 0, "re-ingest embedded chunks"
+    results["reingest"] = {"seconds": round(again.seconds, 2), "unchanged": again.unchanged}
+    results["ratio_rate_large_vs_small"] = round(
+        results["large"]["chunks_per_s"] / results["small"]["chunks_per_s"], 3)
+    results["ratio_first_vs_reingest"] = round(large.seconds / again.seconds, 1)
+    results["command"] = "benchmarks/bench_ingest_scale.py " + " ".join(sys.argv[1:])
+    (OUT / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
