@@ -27,6 +27,7 @@ COMMANDS_GROUP = "appkit.commands"
 
 def _quiet_libraries() -> None:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -47,6 +48,13 @@ def _print_json(data: Any) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     app = _app(args)
+    if args.engine != "ray" and args.ray_address:
+        raise AppkitError("--ray-address needs --engine ray")
+    if args.engine == "ray":
+        from appkit.ingest.ray_engine import RayIngestor
+
+        # App.ingest runs whichever ingestor the app holds.
+        app.ingestor = RayIngestor(app.profile, address=args.ray_address, workers=args.workers)
     if args.reembed:
         app.ingestor.reembed()
     report = app.ingest(args.paths or None, rehash=args.rehash)
@@ -210,9 +218,21 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    target = args.target
+    if target[0] == "ingest" and len(target) == 2:
+        from appkit.bench_ingest import render_ingest_bench, run_ingest_bench
+
+        report = run_ingest_bench(target[1], profile_path=args.profile)
+        if args.json:
+            _print_json(report)
+        else:
+            print(render_ingest_bench(report))
+        return 0
+    if len(target) != 1:
+        raise AppkitError("usage: appkit bench FOLDER, or appkit bench ingest FOLDER")
     from appkit.bench import render, run_bench
 
-    report = run_bench(args.folder, profile_path=args.profile, questions=args.questions)
+    report = run_bench(target[0], profile_path=args.profile, questions=args.questions)
     if args.json:
         _print_json(report)
     else:
@@ -238,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rehash", action="store_true", help="hash every file, even if size and mtime match")
     p.add_argument("--reembed", action="store_true",
                    help="drop the collection and embed everything again (after an embedder change)")
+    p.add_argument("--engine", choices=["single", "ray"], default="single",
+                   help="single: this process (default); ray: a Ray Data job (docs/ray.md)")
+    p.add_argument("--ray-address", default=None,
+                   help="a running Ray cluster (default: start a local Ray on this machine's CPUs)")
+    p.add_argument("--workers", type=int, default=2, help="embedding actors with --engine ray")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("ask", parents=[common], help="ask one question; streams the answer and sources")
@@ -260,8 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="re-hash every model file")
     p.set_defaults(func=cmd_doctor)
 
-    p = sub.add_parser("bench", parents=[common], help="measure this laptop on your own folder")
-    p.add_argument("folder", help="a document folder")
+    p = sub.add_parser("bench", parents=[common], help="measure this laptop on your own folder",
+                       description="appkit bench FOLDER: ingestion, retrieval and generation. "
+                       "appkit bench ingest FOLDER: where ingestion time goes, stage by stage.")
+    p.add_argument("target", nargs="+", metavar="[ingest] FOLDER", help="a document folder")
     p.add_argument("--questions", type=int, default=3, help="questions to time generation with")
     p.set_defaults(func=cmd_bench)
 

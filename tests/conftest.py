@@ -9,6 +9,8 @@ use the real packaged models; they keep the real model cache (``$APPKIT_CACHE`` 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 
 from appkit.config import Profile, RetrievalConfig, StoreConfig
 from appkit.testing import FakeChatModel, HashingEmbeddings
-from tests.helpers import EXAMPLE_DOCS
+from tests.helpers import EXAMPLE_DOCS, free_port, wait_http
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -135,3 +137,23 @@ def smollm_path() -> str:
 
     return str(resolve_model("smollm2-135m")[1])
 
+
+@pytest.fixture(scope="session")
+def chroma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """A real ``chroma run`` on 127.0.0.1 for the session; yields (host, port). Tests using it
+    allow the host: ``pytest.mark.allow_hosts(["127.0.0.1"])``."""
+    command = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
+    if command is None:
+        pytest.skip("the chroma command is not installed (pip install 'appkit[store]')")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("chroma-server")
+    log = open(folder / "chroma.log", "wb")
+    proc = subprocess.Popen([command, "run", "--path", str(folder / "db"), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=60, proc=proc)
+        yield "127.0.0.1", port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -29,3 +32,26 @@ def store_ids(store) -> set[str]:
 def manifest_ids(manifest) -> set[str]:
     """Every chunk id the manifest's committed rows own."""
     return {i for record in manifest.all() for i in record.chunk_ids}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60.0, proc: Any = None) -> None:
+    """Poll ``url`` until it answers (any status), or fail."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url, timeout=2.0)
+            return
+        except httpx.HTTPError:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"the process exited with {proc.returncode}") from None
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

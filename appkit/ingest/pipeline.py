@@ -22,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import time
 from collections import deque
@@ -33,25 +32,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from appkit.config import Profile
-from appkit.errors import AppkitError, EmbedderMismatchError, IngestError
+from appkit.errors import AppkitError, EmbedderMismatchError
 from appkit.ingest.loaders import loader_for
 from appkit.ingest.manifest import FileRecord, Manifest
+from appkit.ingest.prepare import (  # noqa: F401 - chunk_id is re-exported for callers
+    FilePreparer,
+    PreparedFile,
+    Skipped,
+    chunk_id,
+    clean_meta,
+)
 from appkit.store.chroma import ChromaStore, embedder_identity
 
 EMBEDDER_META = "embedder"
 BATCH_CHUNKS = 1024  # chunks per embedding + store write: bounds memory, and lets the encoder sort by length
-
-
-@dataclass
-class Skipped:
-    """A file that was not ingested, and why."""
-
-    path: str
-    reason: str
 
 
 @dataclass
@@ -85,30 +82,6 @@ class IngestReport:
         }
 
 
-@dataclass
-class _Pending:
-    """A new or changed file, loaded and split, waiting for its batch to be embedded."""
-
-    path: Path
-    root: str
-    sha256: str
-    size: int
-    mtime_ns: int
-    chunks: list[Document]
-    ids: list[str]
-    old: FileRecord | None
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def chunk_id(source: str, file_sha: str, index: int) -> str:
-    """Stable chunk id: the same file content at the same path always gets the same ids."""
-    src = hashlib.sha1(source.encode("utf-8")).hexdigest()[:12]
-    return f"{src}-{file_sha[:16]}-{index:05d}"
-
-
 class Ingestor:
     """Ingest folders into a profile's Chroma collection, incrementally.
 
@@ -128,8 +101,8 @@ class Ingestor:
         self.data_dir = profile.data_dir
         self.manifest = Manifest(self.data_dir / "manifest.sqlite")
         r = profile.retrieval
-        self._splitter: Any = None
-        self.pipeline_version = f"split-recursive-{r.chunk_size}-{r.chunk_overlap}-v1"
+        self.preparer = FilePreparer(r.chunk_size, r.chunk_overlap)
+        self.pipeline_version = self.preparer.pipeline_version
 
     # --- lazily built parts ------------------------------------------------------------------
 
@@ -149,14 +122,7 @@ class Ingestor:
 
     @property
     def splitter(self) -> Any:
-        if self._splitter is None:
-            from langchain_text_splitters import RecursiveCharacterTextSplitter
-
-            r = self.profile.retrieval
-            self._splitter = RecursiveCharacterTextSplitter(
-                chunk_size=r.chunk_size, chunk_overlap=r.chunk_overlap, add_start_index=True
-            )
-        return self._splitter
+        return self.preparer.splitter
 
     @property
     def embedder_id(self) -> str:
@@ -197,9 +163,8 @@ class Ingestor:
         """
         started = time.perf_counter()
         report = IngestReport()
-        timings = report.timings
         for key in ("scan", "load_split", "embed", "write"):
-            timings[key] = 0.0
+            report.timings[key] = 0.0
         self.check_embedder()
         self._recover()
 
@@ -208,26 +173,30 @@ class Ingestor:
             if on_file:
                 on_file(path, status)
 
-        batch: list[_Pending] = []
-        batch_chunks = 0
         todo = list(self._scan(paths, report, note, rehash))
+        self._ingest(todo, report, note)
+        if report.chunks_embedded and not self.manifest.meta(EMBEDDER_META):
+            self.manifest.set_meta(EMBEDDER_META, self.embedder_id)
+        if report.chunks_embedded or report.chunks_deleted or report.deleted:
+            self.manifest.bump_generation()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _ingest(self, todo: list[tuple[Path, str, Any]], report: IngestReport,
+                note: Callable[[str, str], None]) -> None:
+        """Prepare, embed and write the files the scan left to do (the engine's part of a run)."""
+        batch: list[PreparedFile] = []
+        batch_chunks = 0
         bar = self._bar(len(todo))
         try:
-            for item, result in self._prepared(todo, timings):
+            for item, result in self._prepared(todo, report.timings):
                 if bar is not None:
                     bar.update(1)
-                source = str(item[0])
-                if result is None:
-                    self.manifest.touch(source, item[2].st_mtime_ns)  # touched, not changed
-                    report.unchanged += 1
-                    note(source, "unchanged")
+                prepared = self._settle(str(item[0]), item[2].st_mtime_ns, result, report, note)
+                if prepared is None:
                     continue
-                if isinstance(result, Skipped):
-                    report.skipped.append(result)
-                    note(source, "skipped")
-                    continue
-                batch.append(result)
-                batch_chunks += len(result.chunks)
+                batch.append(prepared)
+                batch_chunks += len(prepared.chunks)
                 if batch_chunks >= BATCH_CHUNKS:
                     self._flush(batch, report, note)
                     batch, batch_chunks = [], 0
@@ -235,12 +204,20 @@ class Ingestor:
         finally:
             if bar is not None:
                 bar.close()
-        if report.chunks_embedded and not self.manifest.meta(EMBEDDER_META):
-            self.manifest.set_meta(EMBEDDER_META, self.embedder_id)
-        if report.chunks_embedded or report.chunks_deleted or report.deleted:
-            self.manifest.bump_generation()
-        report.seconds = time.perf_counter() - started
-        return report
+
+    def _settle(self, source: str, mtime_ns: int, result: PreparedFile | Skipped | None,
+                report: IngestReport, note: Callable[[str, str], None]) -> PreparedFile | None:
+        """Record an unchanged or skipped file; return a prepared one, which still needs writing."""
+        if result is None:
+            self.manifest.touch(source, mtime_ns)  # touched, not changed
+            report.unchanged += 1
+            note(source, "unchanged")
+            return None
+        if isinstance(result, Skipped):
+            report.skipped.append(result)
+            note(source, "skipped")
+            return None
+        return result
 
     def _bar(self, total: int) -> Any:
         show = self.progress if self.progress is not None else os.isatty(2)
@@ -321,45 +298,19 @@ class Ingestor:
         report.timings["scan"] += time.perf_counter() - t0
 
     def _pipeline_for(self, path: Path) -> str:
-        loader = loader_for(path)
-        return f"{loader.version if loader else 'none'}/{self.pipeline_version}"
+        return self.preparer.pipeline_for(path)
 
-    def prepare(self, item: tuple[Path, str, Any]) -> _Pending | Skipped | None:
+    def prepare(self, item: tuple[Path, str, Any]) -> PreparedFile | Skipped | None:
         """Read, load and split one file; free of side effects, so it can run in another thread
         or process. Returns None when the content is unchanged (only the mtime moved)."""
         path, root, st = item
-        source = str(path)
-        old = self.manifest.get(source)
-        loader = loader_for(path)
-        try:
-            data = path.read_bytes()
-        except OSError:
-            data = None  # the loader's own read reports the reason
-        sha = sha256_bytes(data) if data is not None else ""
-        if old and sha and old.sha256 == sha and old.pipeline == self._pipeline_for(path):
-            return None
-        try:
-            assert loader is not None
-            docs = loader.load(path)
-            chunks = self.splitter.split_documents(docs)
-            chunks = [c for c in chunks if c.page_content.strip()]
-            if not chunks:
-                raise IngestError("no text to index")
-        except IngestError as exc:
-            return Skipped(source, str(exc))
-        except AppkitError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one bad file never stops the run
-            return Skipped(source, f"{type(exc).__name__}: {exc}"[:200])
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        ids = []
-        for i, chunk in enumerate(chunks):
-            meta = chunk.metadata
-            meta.update(source=source, file_type=path.suffix.lower().lstrip("."),
-                        content_hash=sha, chunk_index=i, ingested_at=now)
-            meta.setdefault("heading", "")
-            ids.append(chunk_id(source, sha, i))
-        return _Pending(path, root, sha, st.st_size, st.st_mtime_ns, chunks, ids, old)
+        old = self.manifest.get(str(path))
+        result = self.preparer.prepare(path, root, st.st_size, st.st_mtime_ns,
+                                       old_sha256=old.sha256 if old else "",
+                                       old_pipeline=old.pipeline if old else "")
+        if isinstance(result, PreparedFile):
+            result.old = old
+        return result
 
     def _prepared(self, todo: list[tuple[Path, str, Any]],
                   timings: dict[str, float]) -> Iterator[tuple[tuple[Path, str, Any], Any]]:
@@ -394,17 +345,37 @@ class Ingestor:
                     futures.append((nxt, pool.submit(timed, nxt)))
                 yield item, result
 
-    def _flush(self, batch: list[_Pending], report: IngestReport,
+    def _flush(self, batch: list[PreparedFile], report: IngestReport,
                note: Callable[[str, str], None]) -> None:
         if not batch:
             return
-        self.manifest.begin({str(p.path): p.ids for p in batch})
         texts = [c.page_content for p in batch for c in p.chunks]
-        metas = [_clean_meta(c.metadata) for p in batch for c in p.chunks]
-        ids = [i for p in batch for i in p.ids]
         t0 = time.perf_counter()
         vectors = self.embeddings.embed_documents(texts)
-        t1 = time.perf_counter()
+        report.timings["embed"] += time.perf_counter() - t0
+        self.write(batch, vectors, report, note)
+
+    def write(self, batch: list[PreparedFile], vectors: Sequence[Any], report: IngestReport,
+              note: Callable[[str, str], None]) -> None:
+        """Store embedded files and commit them to the manifest; the write path of every engine.
+
+        The chunk ids are journalled first and the files' rows committed last, so a writer that
+        dies in between leaves orphans the next run removes, never duplicates. Upserts make a
+        retried write harmless.
+
+        Args:
+            batch: prepared files whose ``old`` is the manifest's record of them (or None).
+            vectors: one vector per chunk, in the batch's file and chunk order.
+            report: counts and timings to add to.
+            note: called with (path, "added" or "updated") for each file.
+        """
+        if not batch:
+            return
+        t0 = time.perf_counter()
+        self.manifest.begin({str(p.path): p.ids for p in batch})
+        texts = [c.page_content for p in batch for c in p.chunks]
+        metas = [clean_meta(c.metadata) for p in batch for c in p.chunks]
+        ids = [i for p in batch for i in p.ids]
         self.store.upsert(ids, texts, metas, vectors)
         stale = [i for p in batch if p.old for i in p.old.chunk_ids if i not in set(p.ids)]
         if stale:
@@ -416,8 +387,7 @@ class Ingestor:
              for p in batch],
             [],
         )
-        report.timings["embed"] += t1 - t0
-        report.timings["write"] += time.perf_counter() - t1
+        report.timings["write"] += time.perf_counter() - t0
         report.chunks_embedded += len(texts)
         report.chunks_deleted += len(stale)
         for p in batch:
@@ -427,8 +397,3 @@ class Ingestor:
             else:
                 report.added += 1
                 note(str(p.path), "added")
-
-
-def _clean_meta(meta: dict) -> dict:
-    """Chroma metadata holds only str, int, float and bool values."""
-    return {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))}

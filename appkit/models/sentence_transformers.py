@@ -30,14 +30,17 @@ class SentenceTransformerEmbeddings(Embeddings):
         name: the catalogue name, used as the identity stamped on collections.
         batch_size: texts per forward pass.
         max_seq_length: tokens per text; longer texts are truncated by the model.
+        device: where the model runs (``cpu``; ``cuda`` in a Ray actor given a GPU). Set it before
+            the first use.
     """
 
     def __init__(self, model_path: str, *, name: str = "", batch_size: int = 64,
-                 max_seq_length: int = 256):
+                 max_seq_length: int = 256, device: str = "cpu"):
         self.model_path = str(model_path)
         self.name = name or os.path.basename(self.model_path.rstrip("/"))
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
+        self.device = device
         self._inner: Any = None
         self._lock = threading.Lock()
 
@@ -58,7 +61,7 @@ class SentenceTransformerEmbeddings(Embeddings):
                 hf_logging.disable_progress_bar()  # the per-load weights bar is noise in a CLI
                 self._inner = hf.HuggingFaceEmbeddings(
                     model_name=self.model_path,
-                    model_kwargs={"device": "cpu", "local_files_only": True},
+                    model_kwargs={"device": self.device, "local_files_only": True},
                     encode_kwargs={"normalize_embeddings": True, "batch_size": self.batch_size},
                 )
                 self._inner._client.max_seq_length = self.max_seq_length
@@ -70,6 +73,16 @@ class SentenceTransformerEmbeddings(Embeddings):
         client = self.warm_up()._client
         get = getattr(client, "get_embedding_dimension", None) or client.get_sentence_embedding_dimension
         return int(get())
+
+    def tokenize(self, texts: list[str]) -> int:
+        """Tokenise ``texts`` as :meth:`embed_documents` does, without the model; returns the
+        number of tokens (``appkit bench ingest`` times this apart from inference)."""
+        client = self.warm_up()._client
+        total = 0
+        for start in range(0, len(texts), self.batch_size):
+            features = client.tokenize(list(texts[start:start + self.batch_size]))
+            total += int(features["attention_mask"].sum())
+        return total
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed passages; an empty list gives an empty list."""

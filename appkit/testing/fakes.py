@@ -57,6 +57,10 @@ class HashingEmbeddings(Embeddings):
     def embed_query(self, text: str) -> list[float]:
         return self._vector(text)
 
+    def tokenize(self, texts: list[str]) -> int:
+        """The number of words in ``texts`` (the real embedders count model tokens)."""
+        return sum(len(_WORD.findall(t)) for t in texts)
+
 
 class FakeChatModel(BaseChatModel):
     """A chat model that answers from a queue of replies and records what it was sent.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from fastapi.testclient import TestClient
 from appkit.config import Profile, ServerConfig
 from appkit.server.app import create_app
 from appkit.testing import FakeChatModel
+from tests.helpers import free_port
 
 ALICE = "sk-alice-0123456789abcdef"
 BOB = "sk-bob-0123456789abcdef00"
@@ -42,12 +42,6 @@ def make_client(profile: Profile, embeddings) -> Callable[..., TestClient]:
     return make
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve_in_thread(app: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 in this process; yields the base URL."""
@@ -68,20 +62,3 @@ def serve_in_thread(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-
-
-def wait_http(url: str, timeout: float = 60.0, proc: Any = None) -> None:
-    """Poll ``url`` until it answers (any status), or fail."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            httpx.get(url, timeout=2.0)
-            return
-        except httpx.HTTPError:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"the process exited with {proc.returncode}") from None
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,31 +17,10 @@ import pytest
 from appkit.app import App
 from appkit.config import Profile, ServerConfig, StoreConfig, save_profile
 from appkit.testing import FakeChatModel
-from tests.helpers import REPO
-from tests.server.conftest import ALICE, BOB, free_port, wait_http
+from tests.helpers import REPO, free_port, wait_http
+from tests.server.conftest import ALICE, BOB
 
 pytestmark = [pytest.mark.integration, pytest.mark.allow_hosts(["127.0.0.1"])]
-
-CHROMA = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
-
-
-@pytest.fixture(scope="module")
-def chroma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    if CHROMA is None:
-        pytest.skip("the chroma command is not installed (pip install 'appkit[store]')")
-    port = free_port()
-    folder = tmp_path_factory.mktemp("chroma-server")
-    log = open(folder / "chroma.log", "wb")
-    proc = subprocess.Popen([CHROMA, "run", "--path", str(folder / "db"), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=60, proc=proc)
-        yield "127.0.0.1", port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
-
 
 def server_profile(profile: Profile, chroma: tuple[str, int], **server) -> Profile:
     host, port = chroma

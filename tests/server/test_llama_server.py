@@ -14,7 +14,7 @@ import pytest
 from appkit.app import App
 from appkit.config import ChatConfig, EmbeddingConfig, GenerationConfig, Profile
 from appkit.types import Answer
-from tests.server.conftest import free_port, wait_http
+from tests.helpers import free_port, wait_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.allow_hosts(["127.0.0.1"])]
 
