@@ -58,3 +58,17 @@ def test_cli_prints_the_table_and_json(monkeypatch, write_profile, corpus: Path,
     assert main(["bench", "ingest", str(corpus / "nope"), "--profile", str(path)]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert main(["bench", "a", "b", "c", "--profile", str(path)]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", "onnx-int8"])
+def test_real_tokenizers_count_model_tokens(backend: str, profile: Profile, corpus: Path) -> None:
+    import dataclasses
+
+    from appkit.models import make_embeddings
+
+    p = dataclasses.replace(profile, embedding=dataclasses.replace(profile.embedding, backend=backend))
+    embeddings = make_embeddings(p)
+    assert embeddings.tokenize(["hello world", "a"]) == 4 + 3  # [CLS] ... [SEP] around each
+    report = run_ingest_bench(str(corpus), profile=p, embeddings=embeddings)
+    assert report["tokens"] > report["chunks"] > 0 and report["stages"]["embed"]["seconds"] > 0
