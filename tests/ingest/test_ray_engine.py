@@ -34,9 +34,13 @@ class DyingEmbeddings(HashingEmbeddings):
         self.die_at = die_at
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        with open(self.counter, "ab") as fh:  # an append is atomic: each call counts once
-            fh.write(b"x")
-        if os.path.getsize(self.counter) == self.die_at:
+        fd = os.open(self.counter, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:  # an O_APPEND write is atomic and leaves the offset after it: this call's number
+            os.write(fd, b"x")
+            number = os.lseek(fd, 0, os.SEEK_CUR)
+        finally:
+            os.close(fd)
+        if number == self.die_at:
             Path(self.counter + ".died").write_text(str(os.getpid()))
             os._exit(1)
         return super().embed_documents(texts)
