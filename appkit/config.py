@@ -231,14 +231,21 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Settings of the ``finetune`` layer (``appkit finetune check``).
+    """Settings of the ``finetune`` layer (``appkit finetune train``, ``check``; ``appkit plan``).
 
     Attributes:
+        method: how ``appkit finetune train`` adapts the model and what ``appkit plan`` sizes:
+            ``lora``, ``ia3``, ``prompt-tuning``, ``prefix-tuning`` (peft) or ``full``.
+        lora_r: the LoRA rank.
+        virtual_tokens: soft-prompt length of prompt and prefix tuning.
         eval_set: the questions scored before and after tuning (default: the run's held-out split).
         retain_set: questions of another task, scored to catch forgetting ("" skips the check).
         forgetting_threshold: warn when the retain set's token F1 falls by more points than this.
     """
 
+    method: Literal["lora", "ia3", "prompt-tuning", "prefix-tuning", "full"] = "lora"
+    lora_r: int = 8
+    virtual_tokens: int = 20
     eval_set: str = ""
     retain_set: str = ""
     forgetting_threshold: float = 2.0
@@ -503,6 +510,9 @@ def _validate(p: Profile, path: str | None) -> None:
         raise bad("chat.generation.top_p", "a number in (0, 1]", g.top_p)
     if p.chat.n_ctx < 256:
         raise bad("chat.n_ctx", "an integer >= 256", p.chat.n_ctx)
+    for key in ("lora_r", "virtual_tokens"):
+        if getattr(p.finetune, key) < 1:
+            raise bad(f"finetune.{key}", "an integer >= 1", getattr(p.finetune, key))
     if p.embedding.batch_size < 1:
         raise bad("embedding.batch_size", "an integer >= 1", p.embedding.batch_size)
     t, s = p.tools, p.server

@@ -9,6 +9,7 @@ import pytest
 from appkit.config import (
     ChatConfig,
     DocumentsConfig,
+    FinetuneConfig,
     GenerationConfig,
     Profile,
     PromptConfig,
@@ -35,6 +36,7 @@ CUSTOM = Profile(
         examples=(ShotExample("q1", "a1 [1]", "ctx1"), ShotExample("q2", "a2")),
     ),
     store=StoreConfig(path="/var/appkit", collection="team"),
+    finetune=FinetuneConfig(method="prefix-tuning", lora_r=4, virtual_tokens=16),
     quality_gate={"faithfulness": ">= 0.7", "latency_p95_s": "< 5"},
 )
 
@@ -118,6 +120,11 @@ BAD_PROFILES = [
     pytest.param({"chat": {"generation": {"top_p": 0}}}, "chat.generation.top_p", "(0, 1]",
                  id="top-p-range"),
     pytest.param({"chat": {"n_ctx": 64}}, "chat.n_ctx", ">= 256", id="n-ctx-small"),
+    pytest.param({"finetune": {"method": "qlora"}}, "finetune.method", "'prefix-tuning'",
+                 id="bad-finetune-method"),
+    pytest.param({"finetune": {"lora_r": 0}}, "finetune.lora_r", ">= 1", id="lora-r-zero"),
+    pytest.param({"finetune": {"virtual_tokens": 0}}, "finetune.virtual_tokens", ">= 1",
+                 id="virtual-tokens-zero"),
     pytest.param({"quality_gate": {"faithfulness": "high"}}, "quality_gate.faithfulness",
                  "'>= 0.7'", id="bad-gate-condition"),
     pytest.param({"quality_gate": {"faithfulness": 0.7}}, "quality_gate.faithfulness",
