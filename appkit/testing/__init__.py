@@ -6,6 +6,6 @@ Example:
     'hi'
 """
 
-from appkit.testing.fakes import FakeChatModel, HashingEmbeddings
+from appkit.testing.fakes import FakeChatModel, FakeRewardModel, HashingEmbeddings
 
-__all__ = ["FakeChatModel", "HashingEmbeddings"]
+__all__ = ["FakeChatModel", "FakeRewardModel", "HashingEmbeddings"]

@@ -25,6 +25,8 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
 
+from appkit.models.reward import RewardModel
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -101,3 +103,24 @@ class FakeChatModel(BaseChatModel):
             if run_manager:
                 run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
+
+
+class FakeRewardModel(RewardModel):
+    """A reward model that scores ``(prompt, answer)`` with a function and records every call.
+
+    Example:
+        >>> from appkit.testing import FakeRewardModel
+        >>> rm = FakeRewardModel(lambda prompt, answer: float("[1]" in answer))
+        >>> rm.score("Q", ["no citation", "yes [1]"])
+        [0.0, 1.0]
+    """
+
+    name = "fake-reward"
+
+    def __init__(self, rule: Any = None):
+        self.rule = rule or (lambda prompt, answer: float(len(answer)))
+        self.calls: list[tuple[str, str]] = []
+
+    def score_pairs(self, pairs: list[tuple[str, str]]) -> list[float]:
+        self.calls += list(pairs)
+        return [float(self.rule(p, a)) for p, a in pairs]

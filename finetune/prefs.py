@@ -1,0 +1,209 @@
+"""Preference data for reward models: one JSONL format, three builders, a split by prompt.
+
+Every line is ``{"prompt", "chosen", "rejected", "source"}``: ``prompt`` is what the reward model
+reads before the answer (:func:`appkit.models.reward.reward_prompt`: numbered sources, then the
+question), ``chosen`` the preferred answer, ``rejected`` the worse one, ``source`` where the pair came
+from. Pairs come from:
+
+* the app's feedback store (thumbs and corrected answers, :func:`appkit.feedback.preference_pairs`);
+* QA rows with passages (:func:`automatic_pairs`): the right answer citing its passage ``[1]`` over
+  another question's answer citing the same passage (``grounded``), and on an unrelated passage
+  "The documents do not say." over the now invented answer (``unanswerable``,
+  :func:`finetune.dpo.auto_pairs`);
+* the harmlessness set shipped in ``finetune/data/harmless.jsonl`` (requests to decline, a polite
+  refusal preferred).
+
+:func:`split_preferences` makes the held-out split by prompt before anything trains.
+
+Example:
+    >>> from finetune.data import Example
+    >>> from finetune.prefs import automatic_pairs, split_preferences
+    >>> rows = [Example("Who?", "Ada", input="Ada wrote it.", group="a"),
+    ...         Example("When?", "1843", input="It was 1843.", group="b")]
+    >>> pairs = automatic_pairs(rows)
+    >>> sorted({p.source for p in pairs})
+    ['grounded', 'unanswerable']
+    >>> train, held = split_preferences(pairs, 0.5)
+    >>> len(train) + len(held) == len(pairs)
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from appkit.jsonl import read_jsonl
+from appkit.models.reward import reward_prompt
+from finetune.check import REFUSAL
+from finetune.data import DataError, Example
+
+HARMLESS_FILE = Path(__file__).parent / "data" / "harmless.jsonl"
+_FIELDS = ("prompt", "chosen", "rejected")
+
+
+@dataclass(frozen=True)
+class Preference:
+    """One preference pair.
+
+    Example:
+        >>> from finetune.prefs import Preference
+        >>> Preference("Question: Who?", "Ada [1]", "Bob [1]", "grounded").source
+        'grounded'
+
+    Attributes:
+        prompt: what the reward model reads before the answer.
+        chosen: the preferred answer.
+        rejected: the worse answer.
+        source: where it came from (``feedback:correction``, ``grounded``, ``harmless``, ``file``…).
+    """
+
+    prompt: str
+    chosen: str
+    rejected: str
+    source: str = "file"
+
+
+def _check(d: dict, where: str) -> Preference:
+    for key in _FIELDS:
+        if key not in d:
+            raise DataError(f"{where}: '{key}' is missing (each pair needs prompt, chosen, rejected)")
+        if not isinstance(d[key], str):
+            raise DataError(f"{where}: '{key}' must be a string, got {type(d[key]).__name__}")
+    if not d["prompt"].strip():
+        raise DataError(f"{where}: the prompt is empty")
+    for key in ("chosen", "rejected"):
+        if not d[key].strip():
+            raise DataError(f"{where}: '{key}' is empty")
+    if d["chosen"].strip() == d["rejected"].strip():
+        raise DataError(f"{where}: chosen and rejected are the same text, so nothing is preferred")
+    source = d.get("source", "file")
+    if not isinstance(source, str):
+        raise DataError(f"{where}: 'source' must be a string, got {type(source).__name__}")
+    return Preference(d["prompt"].strip(), d["chosen"].strip(), d["rejected"].strip(),
+                      source or "file")
+
+
+def read_preferences(path: str | os.PathLike, *, on_error: Literal["raise", "skip"] = "raise"
+                     ) -> tuple[list[Preference], list[str]]:
+    """Read a preference file; bad pairs are reported by file and line.
+
+    Args:
+        path: the JSONL file.
+        on_error: ``raise`` stops at the first bad pair; ``skip`` leaves it out and reports it.
+
+    Returns:
+        The pairs and one message per skipped line.
+
+    Raises:
+        DataError: an unreadable file, a line that is not a JSON object, or (with ``raise``) a
+            pair with a missing field, an empty prompt or chosen equal to rejected.
+    """
+    pairs: list[Preference] = []
+    problems: list[str] = []
+    for no, row in read_jsonl(path, "the preference file", DataError):
+        try:
+            pairs.append(_check(row, f"{path}, line {no}"))
+        except DataError as exc:
+            if on_error == "raise":
+                raise
+            problems.append(str(exc))
+    return pairs, problems
+
+
+def write_preferences(pairs: Sequence[Preference], path: str | os.PathLike) -> Path:
+    """Write pairs as JSONL, atomically."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text("".join(json.dumps(asdict(x), ensure_ascii=False) + "\n" for x in pairs),
+                   encoding="utf-8")
+    os.replace(tmp, p)
+    return p
+
+
+def preferences_hash(pairs: Sequence[Preference]) -> str:
+    """A short digest of the pairs (recorded in a reward model's lineage)."""
+    blob = json.dumps([asdict(p) for p in pairs], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# --- builders -----------------------------------------------------------------------------------
+
+
+def feedback_preferences(data_dir: str | os.PathLike) -> list[Preference]:
+    """Pairs from the app's feedback store (``<data dir>/feedback.sqlite``): thumbs and corrections."""
+    from appkit.feedback import FeedbackStore, preference_pairs
+
+    store = FeedbackStore.for_data_dir(data_dir)
+    try:
+        rows = preference_pairs(store.all())
+    finally:
+        store.close()
+    out = []
+    for r in rows:
+        prompt = reward_prompt(r.get("question") or r["prompt"], r.get("contexts") or ())
+        if r["chosen"] != r["rejected"]:
+            out.append(Preference(prompt, r["chosen"], r["rejected"], f"feedback:{r['origin']}"))
+    return out
+
+
+def automatic_pairs(rows: Sequence[Example], *, refusal: str = REFUSAL, seed: int = 0
+                    ) -> list[Preference]:
+    """Grounded-vs-unsupported and refuse-when-unanswerable pairs from QA rows with passages.
+
+    Raises:
+        DataError: fewer than two groups of passages.
+    """
+    from finetune.dpo import auto_pairs
+
+    out: list[Preference] = []
+    rng = random.Random(seed)
+    qa = [r for r in rows if r.input]
+    for p in auto_pairs(qa, refusal=refusal, seed=seed, answerable=False):
+        out.append(Preference(reward_prompt(p.question, [p.context]), p.chosen, p.rejected,
+                              "unanswerable"))
+    for r in qa:
+        others = [o for o in qa if (o.group or o.input) != (r.group or r.input)
+                  and o.output.strip() != r.output.strip()]
+        if not others:
+            continue
+        wrong = others[rng.randrange(len(others))].output
+        out.append(Preference(reward_prompt(r.instruction, [r.input]), f"{r.output.strip()} [1]",
+                              f"{wrong.strip()} [1]", "grounded"))
+    return out
+
+
+def harmless_pairs(path: str | os.PathLike = HARMLESS_FILE) -> list[Preference]:
+    """The shipped harmlessness set: requests to decline, a polite refusal preferred."""
+    pairs, _ = read_preferences(path)
+    return [Preference(reward_prompt(p.prompt), p.chosen, p.rejected, p.source or "harmless")
+            for p in pairs]
+
+
+def split_preferences(pairs: Sequence[Preference], heldout: float = 0.2, *, seed: int = 0
+                      ) -> tuple[list[Preference], list[Preference]]:
+    """Split by prompt (every pair of one prompt on one side), seeded, before training.
+
+    Raises:
+        DataError: ``heldout`` outside (0, 1), or fewer than two distinct prompts.
+    """
+    if not 0.0 < heldout < 1.0:
+        raise DataError(f"the held-out share must be between 0 and 1, got {heldout}")
+    prompts = sorted({p.prompt for p in pairs})
+    if len(prompts) < 2:
+        raise DataError(f"a held-out split needs pairs with at least two different prompts; "
+                        f"got {len(prompts)} prompt(s) in {len(pairs)} pair(s)")
+    random.Random(seed).shuffle(prompts)
+    n_held = min(len(prompts) - 1, max(1, math.ceil(len(prompts) * heldout)))
+    held_prompts = set(prompts[:n_held])
+    train = [p for p in pairs if p.prompt not in held_prompts]
+    held = [p for p in pairs if p.prompt in held_prompts]
+    return train, held
