@@ -126,9 +126,9 @@ class Ingestor:
 
     @property
     def embedder_id(self) -> str:
-        if self._embeddings is not None:
-            return embedder_identity(self._embeddings)
-        return self.profile.embedding.model
+        # Built, not loaded: the identity includes the backend (e.g. "all-minilm-l6-v2@onnx-int8"),
+        # which the model name alone does not.
+        return embedder_identity(self.embeddings)
 
     # --- the run -----------------------------------------------------------------------------
 
