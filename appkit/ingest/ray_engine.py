@@ -39,6 +39,7 @@ import functools
 import json
 import logging
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -194,7 +195,8 @@ class RayIngestor(Ingestor):
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
             return ds.map_batches(
                 EmbedChunks, fn_constructor_kwargs={"factory": self.embeddings_factory,
-                                                    "identity": self.embedder_id},
+                                                    "identity": self.embedder_id,
+                                                    "threads": max(1, int(per_worker))},
                 batch_size=self.batch_size, batch_format="pandas",
                 # A handful of files needs fewer actors (each one loads the model).
                 compute=ray.data.ActorPoolStrategy(size=min(self.workers, blocks)),
@@ -299,11 +301,13 @@ class EmbedChunks:
         factory: builds the embedder (in the actor's process).
         identity: the embedder identity the driver stamps the collection with; an actor whose
             embedder differs (another backend installed on that node, say) refuses to embed.
+        threads: compute threads for the encoder (0: the library's default, one per core).
     """
 
-    def __init__(self, factory: Callable[[], Embeddings], identity: str):
+    def __init__(self, factory: Callable[[], Embeddings], identity: str, threads: int = 0):
         self.factory = factory
         self.identity = identity
+        self.threads = threads
         self._embeddings: Embeddings | None = None
 
     def _load(self) -> Embeddings:
@@ -314,6 +318,15 @@ class EmbedChunks:
                               f"'{self.identity}': install the same appkit extras on every node")
         if hasattr(embeddings, "device") and _has_gpu():
             embeddings.device = "cuda"
+        if self.threads:
+            # Each actor computes with the CPUs Ray gave it: left alone, every actor's encoder
+            # would start one thread per core of the node, and they would fight over the cores.
+            if hasattr(embeddings, "threads"):
+                embeddings.threads = self.threads
+            if "torch" in sys.modules:
+                sys.modules["torch"].set_num_threads(self.threads)
+            else:  # torch reads it when it is first imported (by the embedder, on first use)
+                os.environ["OMP_NUM_THREADS"] = str(self.threads)
         return embeddings
 
     def __call__(self, batch: Any) -> Any:
