@@ -1,0 +1,231 @@
+"""``appkit align``: preference pairs, reward models and scoring (entry point
+``appkit.commands: align``). Nothing heavy is imported until a command runs.
+
+::
+
+    appkit align pairs --feedback --auto finetune-data/train.jsonl --harmless -o prefs.jsonl
+    appkit align reward --pairs prefs.jsonl --name notes-rm        # held-out pairwise accuracy
+    appkit align score --reward notes-rm --answers answers.jsonl   # one reward per answer
+    # then in appkit.toml: [chat] best_of = 4, reward_model = "notes-rm"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from appkit.errors import AppkitError
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _collect(args: argparse.Namespace) -> tuple[list[Any], list[str]]:
+    from finetune.prefs import automatic_pairs, harmless_pairs, read_preferences
+
+    pairs: list[Any] = []
+    problems: list[str] = []
+    on_error = "skip" if args.skip_bad_pairs else "raise"
+    for path in args.pairs or []:
+        got, bad = read_preferences(path, on_error=on_error)
+        pairs += got
+        problems += bad
+    if getattr(args, "feedback", False):
+        from appkit.config import find_profile
+        from finetune.prefs import feedback_preferences
+
+        pairs += feedback_preferences(find_profile(args.profile, create=False).data_dir)
+    for path in getattr(args, "auto", None) or []:
+        from finetune.data import read_rows
+
+        pairs += automatic_pairs(read_rows(path)[0], seed=args.seed)
+    if getattr(args, "harmless", False):
+        pairs += harmless_pairs()
+    for p in problems:
+        print(f"skipped: {p}", file=sys.stderr)
+    return pairs, problems
+
+
+def _counts(pairs: list[Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for p in pairs:
+        out[p.source] = out.get(p.source, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def cmd_pairs(args: argparse.Namespace) -> int:
+    from finetune.prefs import write_preferences
+
+    pairs, problems = _collect(args)
+    if not pairs:
+        raise AppkitError("no preference pairs: give --pairs FILE, --feedback, --auto DATA or "
+                          "--harmless")
+    write_preferences(pairs, args.out)
+    summary = {"pairs": len(pairs), "sources": _counts(pairs), "skipped": len(problems),
+               "file": args.out}
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"wrote {len(pairs)} pairs to {args.out}: "
+              + ", ".join(f"{k} {n}" for k, n in summary["sources"].items()))
+    return 1 if problems else 0
+
+
+def cmd_reward(args: argparse.Namespace) -> int:
+    from finetune.prefs import read_preferences, split_preferences
+    from finetune.reward import train_reward
+
+    problems: list[str] = []
+    if args.resume:
+        train, held = [], []
+    else:
+        pairs, problems = _collect(args)
+        if not pairs:
+            raise AppkitError("no preference pairs: give --pairs FILE (or --auto, --harmless)")
+        if args.heldout_pairs:
+            train = pairs
+            held, bad = read_preferences(args.heldout_pairs,
+                                         on_error="skip" if args.skip_bad_pairs else "raise")
+            problems += bad
+            overlap = {p.prompt for p in train} & {p.prompt for p in held}
+            if overlap:
+                raise AppkitError(f"{len(overlap)} prompt(s) of {args.heldout_pairs} are also in "
+                                  "the training pairs; held-out pairs must be unseen")
+        else:
+            train, held = split_preferences(pairs, args.heldout, seed=args.seed)
+    result = train_reward(
+        train, held, base=args.base, name=args.name, lr=args.lr, batch_size=args.batch_size,
+        epochs=args.epochs, max_steps=args.max_steps, max_length=args.max_length,
+        save_every=args.save_every, seed=args.seed, threads=args.threads,
+        resume=args.resume or None)
+    if result.interrupted:
+        print(f"appkit: interrupted; run {result.run.name} kept its last checkpoint, nothing "
+              "was registered", file=sys.stderr)
+        return 130
+    summary = {"run": result.run.name, "model": result.spec.name if result.spec else None,
+               "path": str(result.run.final_dir), **result.metrics}
+    if args.json:
+        _print_json(summary)
+    else:
+        per_source = ", ".join(f"{k.split('/', 1)[1]} {v}" for k, v in result.metrics.items()
+                               if k.startswith("accuracy/"))
+        print(f"reward model {summary['model']}: held-out pairwise accuracy "
+              f"{result.metrics.get('accuracy')} on {result.metrics.get('pairs')} pairs"
+              + (f" ({per_source})" if per_source else "")
+              + f"; {result.metrics.get('train_seconds')} s training, "
+              f"{result.metrics.get('pairs_per_s')} pairs/s scoring")
+        print(f"use it: [chat] best_of = 4, reward_model = \"{summary['model']}\"")
+    return 1 if problems else 0
+
+
+def read_answers(path: str) -> list[tuple[int, dict[str, Any], str, str]]:
+    """Rows of an answers file as ``(line, row, reward prompt, answer)``.
+
+    A row has ``answer`` and either ``prompt`` or ``question`` (with optional ``contexts``, a list
+    of passages, or ``context``).
+
+    Raises:
+        AppkitError: naming the file and line of a row without an answer or a question.
+    """
+    from appkit.jsonl import read_jsonl
+    from appkit.models.reward import reward_prompt
+
+    out = []
+    for no, row in read_jsonl(path, "the answers file"):
+        answer = row.get("answer")
+        if not isinstance(answer, str) or not answer.strip():
+            raise AppkitError(f"{path}, line {no}: 'answer' is missing or empty")
+        prompt = row.get("prompt")
+        if not (isinstance(prompt, str) and prompt.strip()):
+            question = row.get("question")
+            if not isinstance(question, str) or not question.strip():
+                raise AppkitError(f"{path}, line {no}: give 'prompt' or 'question'")
+            contexts = row.get("contexts") or ([row["context"]] if row.get("context") else [])
+            contexts = [c if isinstance(c, str) else str(c.get("text", "")) for c in contexts]
+            prompt = reward_prompt(question, contexts)
+        out.append((no, row, prompt, answer))
+    return out
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from appkit.models.reward import load_reward_model
+
+    rows = read_answers(args.answers)
+    if not rows:
+        raise AppkitError(f"{args.answers} has no answers")
+    rm = load_reward_model(args.reward, batch_size=args.batch_size)
+    scores = rm.score_pairs([(prompt, answer) for _, _, prompt, answer in rows])
+    scored = [{**row, "reward": round(s, 4)} for (_, row, _, _), s in zip(rows, scores)]
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                          for r in scored), encoding="utf-8")
+    mean = sum(scores) / len(scores)
+    if args.json:
+        _print_json({"reward_model": rm.name, "answers": len(scores), "mean": round(mean, 4),
+                     "rows": scored if not args.out else None, "file": args.out or None})
+    else:
+        if not args.out:
+            for r in scored:
+                print(f"{r['reward']:+.3f}  {r['answer'][:100]}")
+        print(f"{len(scores)} answers, mean reward {mean:+.3f} ({rm.name})"
+              + (f"; written to {args.out}" if args.out else ""))
+    return 0
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pairs", action="append", metavar="FILE",
+                   help="preference JSONL: prompt, chosen, rejected, source (repeatable)")
+    p.add_argument("--auto", action="append", metavar="DATA",
+                   help="QA rows with passages: grounded-vs-unsupported and refusal pairs")
+    p.add_argument("--harmless", action="store_true",
+                   help="add the shipped harmlessness set (requests to decline)")
+    p.add_argument("--skip-bad-pairs", action="store_true",
+                   help="report malformed pairs and go on (default: stop at the first)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``align`` and its actions to the ``appkit`` command line."""
+    a = subparsers.add_parser("align", help="preference pairs, reward models, best-of-n")
+    asub = a.add_subparsers(dest="action", metavar="ACTION")
+
+    p = asub.add_parser("pairs", parents=[common], help="write preference pairs (JSONL)")
+    _source_args(p)
+    p.add_argument("--feedback", action="store_true",
+                   help="pairs from the app's thumbs and corrections (the profile's store)")
+    p.add_argument("--out", "-o", required=True, help="pairs file to write")
+    p.set_defaults(func=cmd_pairs)
+
+    p = asub.add_parser("reward", parents=[common],
+                        help="train a reward model (trl RewardTrainer) and register it")
+    _source_args(p)
+    p.add_argument("--feedback", action="store_true", help="add pairs from the app's feedback")
+    p.add_argument("--heldout-pairs", metavar="FILE",
+                   help="held-out pairs (default: split --heldout of the pairs by prompt)")
+    p.add_argument("--heldout", type=float, default=0.2, help="share of prompts held out")
+    p.add_argument("--base", default="all-minilm-l6-v2",
+                   help="all-minilm-l6-v2 (encoder), smollm2-135m (decoder) or a folder")
+    p.add_argument("--name", default="", help="run and catalogue name (default: BASE-reward)")
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int, default=0)
+    p.add_argument("--max-length", type=int, default=256, help="tokens of prompt + answer")
+    p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--resume", default="", metavar="RUN", help="continue an interrupted run")
+    p.set_defaults(func=cmd_reward)
+
+    p = asub.add_parser("score", parents=[common], help="score an answers file with a reward model")
+    p.add_argument("--reward", required=True, help="catalogue name or folder of the reward model")
+    p.add_argument("--answers", required=True,
+                   help="JSONL with answer and prompt (or question + contexts)")
+    p.add_argument("--out", "-o", default="", help="write the rows with their reward here")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=cmd_score)
+    a.set_defaults(func=lambda args: (a.print_help(), 0)[1])

@@ -1,0 +1,108 @@
+"""Reward models: trl's RewardTrainer on a tiny random BERT, held-out accuracy, interruption."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from appkit.errors import AppkitError, ModelNotAvailableError
+from appkit.models.catalogue import get_spec
+from appkit.models.reward import HFRewardModel, load_reward_model
+from finetune.prefs import Preference, split_preferences
+from finetune.reward import Interrupt, train_reward
+
+WORDS = ["alpha", "beta", "gamma", "delta", "ok", "cited", "wrong", "maybe", "question", "the"]
+
+
+def tiny_bert(tmp_path, extra_tokens: int = 0):
+    """A two-layer random BERT with one output and a word-level tokenizer saved in ``tmp_path``."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, ":", "[", "]", "1"]
+    vocab += [f"extra{i}" for i in range(extra_tokens)]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizer(str(tmp_path / "vocab.txt"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab) - extra_tokens, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                        num_labels=1)
+    return BertForSequenceClassification(config), tokenizer
+
+
+def synthetic_pairs(n: int = 48, seed: int = 0) -> list[Preference]:
+    """The preferred answer is cited, the rejected one says 'wrong': learnable from words alone."""
+    rng = random.Random(seed)
+    topics = WORDS[:4]
+    out = []
+    for i in range(n):
+        prompt = f"question {topics[i % 4]} {rng.choice(topics)} {i}"
+        filler = " ".join(rng.choice(topics) for _ in range(3))
+        out.append(Preference(prompt, f"{filler} ok cited [1]", f"{filler} maybe wrong",
+                              "grounded" if i % 2 else "unanswerable"))
+    return out
+
+
+def test_reward_model_scores_heldout_pairs_above_chance(tmp_path):
+    model, tok = tiny_bert(tmp_path)
+    train, held = split_preferences(synthetic_pairs(), 0.25, seed=0)
+    result = train_reward(train, held, base="tiny-bert", name="tiny-rm", model=model,
+                          tokenizer=tok, lr=1e-3, batch_size=8, epochs=3, max_length=48,
+                          log=lambda *_: None)
+    assert not result.interrupted and result.run.info["status"] == "finished"
+    assert result.metrics["accuracy"] >= 0.8 and result.metrics["pairs"] == len(held)
+    assert {"accuracy/grounded", "accuracy/unanswerable", "pairs_per_s"} <= set(result.metrics)
+    spec = get_spec("tiny-rm")
+    assert spec.role == "reward" and spec.lineage["metrics"]["accuracy"] == result.metrics["accuracy"]
+    assert spec.lineage["pairs"] == len(train) and spec.lineage["base"] == "tiny-bert"
+    # The app's scorer loads it by catalogue name and agrees with training's held-out numbers.
+    rm = load_reward_model("tiny-rm")
+    p = held[0]
+    assert rm.prefers(p.prompt, p.chosen, p.rejected)
+    assert (result.run.path / "heldout.jsonl").exists() and (result.run.path / "train.jsonl").exists()
+
+
+def test_interrupted_run_keeps_its_checkpoint_and_registers_nothing(tmp_path):
+    from transformers import TrainerCallback
+
+    model, tok = tiny_bert(tmp_path)
+    train, held = split_preferences(synthetic_pairs(32), 0.25)
+    stop = Interrupt()
+
+    class StopAtTwo(TrainerCallback):
+        def on_step_begin(self, _args, state, control, **_):
+            if state.global_step == 2:
+                stop.requested = True
+
+    result = train_reward(train, held, base="tiny-bert", name="cut-rm", model=model,
+                          tokenizer=tok, epochs=2, save_every=100, interrupt=stop,
+                          callbacks=[StopAtTwo()], log=lambda *_: None)
+    run = result.run
+    assert result.interrupted and run.info["status"] == "interrupted" and result.spec is None
+    assert (run.path / "trl" / "checkpoint-3").is_dir()
+    assert not run.final_dir.exists() and not (run.path / "final.partial").exists()
+    with pytest.raises(ModelNotAvailableError):
+        get_spec("cut-rm")
+    model2, _ = tiny_bert(tmp_path)
+    done = train_reward([], [], resume=run, model=model2, tokenizer=tok, log=lambda *_: None)
+    assert done.run.info["status"] == "finished" and get_spec("cut-rm").role == "reward"
+    assert done.metrics["step"] == run.info["step"] > 3
+
+
+def test_tokenizer_that_does_not_match_the_model_is_refused(tmp_path):
+    model, tok = tiny_bert(tmp_path, extra_tokens=5)
+    with pytest.raises(AppkitError, match="tokenizer has .* tokens but the model's embeddings"):
+        train_reward(synthetic_pairs(8), [], base="tiny-bert", model=model, tokenizer=tok,
+                     log=lambda *_: None)
+    # The same check guards a saved reward folder whose tokenizer was swapped.
+    folder = tmp_path / "rm"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    with pytest.raises(ModelNotAvailableError, match="do not belong together"):
+        HFRewardModel(folder).score("question", ["ok"])
+
+
+def test_a_chat_model_is_not_a_reward_model():
+    with pytest.raises(ModelNotAvailableError, match="not a reward model"):
+        load_reward_model("smollm2-135m")
