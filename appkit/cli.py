@@ -90,6 +90,10 @@ def _print_sources(answer: Any, out: Any = None) -> None:
     for c in shown:
         print(f"  [{c.index}] {c.source}{f':{c.page}' if c.page is not None else ''}"
               f"{f' ({c.heading})' if c.heading else ''}", file=out)
+    t = answer.timings
+    if t.get("best_of"):
+        print(f"(best of {int(t['best_of'])}: {t['best_of_extra']:.1f} s more than one answer, "
+              f"{t['reward']:.2f} s of it scoring)", file=out)
 
 
 def _stream_answer(app: Any, question: str, history: list[tuple[str, str]]) -> Any:

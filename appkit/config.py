@@ -75,11 +75,22 @@ class GenerationConfig:
 
 @dataclass(frozen=True)
 class ChatConfig:
-    """The chat model: a catalogue name, a GGUF path, or an OpenAI-compatible endpoint URL."""
+    """The chat model: a catalogue name, a GGUF path, or an OpenAI-compatible endpoint URL.
+
+    Attributes:
+        best_of: answers sampled per question; above 1 the one ``reward_model`` scores highest
+            is returned (about n times the generation time; the answer's timings show it).
+        reward_model: catalogue name or folder of a reward model (``appkit align reward``).
+        best_of_temperature: sampling temperature of the n answers (the profile's own
+            ``generation.temperature`` when that is higher).
+    """
 
     model: str = "qwen2.5-coder-0.5b"
     n_ctx: int = 4096
     n_threads: int = 0  # 0: one per physical core
+    best_of: int = 1
+    reward_model: str = ""
+    best_of_temperature: float = 0.7
     generation: GenerationConfig = field(default_factory=GenerationConfig)
 
 
@@ -510,6 +521,13 @@ def _validate(p: Profile, path: str | None) -> None:
         raise bad("chat.generation.top_p", "a number in (0, 1]", g.top_p)
     if p.chat.n_ctx < 256:
         raise bad("chat.n_ctx", "an integer >= 256", p.chat.n_ctx)
+    if not 1 <= p.chat.best_of <= 16:
+        raise bad("chat.best_of", "an integer from 1 to 16", p.chat.best_of)
+    if p.chat.best_of > 1 and not p.chat.reward_model.strip():
+        raise bad("chat.reward_model", "a reward model (catalogue name or folder, from 'appkit "
+                  "align reward') when chat.best_of > 1", p.chat.reward_model)
+    if not 0.0 <= p.chat.best_of_temperature <= 5.0:
+        raise bad("chat.best_of_temperature", "a number from 0 to 5", p.chat.best_of_temperature)
     for key in ("lora_r", "virtual_tokens"):
         if getattr(p.finetune, key) < 1:
             raise bad(f"finetune.{key}", "an integer >= 1", getattr(p.finetune, key))

@@ -253,3 +253,24 @@ def test_plugins_add_commands(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
 def register_hello(sub, common) -> None:
     p = sub.add_parser("hello", parents=[common], help="say hello")
     p.set_defaults(func=lambda args: print("hello from a plugin") or 0)
+
+
+def test_ask_best_of_n_shows_the_pick_and_its_latency(fake_app: App, docs_dir: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    import dataclasses
+
+    from appkit.chains.rag import RagChain
+    from appkit.config import ChatConfig
+    from appkit.testing import FakeRewardModel
+
+    run(capsys, "ingest", str(docs_dir))
+    fake_app.chat_model.replies = ["Unsure.", "The beta budget is forty thousand euros [1].",
+                                   "Forty [2]."]
+    profile = dataclasses.replace(fake_app.profile,
+                                  chat=ChatConfig(best_of=3, reward_model="unused"))
+    fake_app.__dict__["chain"] = RagChain.from_profile(
+        profile, fake_app.retriever, fake_app.chat_model,
+        reward=FakeRewardModel(lambda prompt, answer: float("[1]" in answer)))
+    code, out, _ = run(capsys, "ask", "beta budget?")
+    assert code == 0 and out.startswith("The beta budget is forty thousand euros [1].")
+    assert "(best of 3: " in out and "s of it scoring)" in out

@@ -4,6 +4,13 @@ Every step is a LangChain runnable (the retriever and the chat model are used as
 callbacks and tracing see each one. Streaming yields the answer's text as it is generated and then
 the finished :class:`~appkit.types.Answer`, whose citations are exactly the chunks given to the model.
 When no retrieved chunk is relevant enough the model is not called and the answer says so.
+
+Best-of-n (``chat.best_of`` with a ``chat.reward_model``): n answers are sampled with different
+seeds, a reward model scores each against the same sources and question
+(:func:`appkit.models.reward.reward_prompt`), and the highest-scored one is returned whole (it is not
+streamed token by token). ``Answer.timings`` then holds ``reward`` (scoring seconds),
+``best_of`` (n) and ``best_of_extra`` (seconds beyond what one answer took), so the latency cost
+is visible in ``appkit ask --json``, the API and the UI.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
 from appkit.chains.prompts import answer_messages, condense_messages, fit_sources
 from appkit.config import Profile, PromptConfig
+from appkit.models.reward import RewardModel
 from appkit.types import Answer, Citation
 
 NOT_FOUND = "I could not find anything about this in your documents."
@@ -51,11 +59,17 @@ class RagChain:
         max_tokens: tokens reserved for the answer.
         min_relevance: chunks below this relevance are dropped before prompting.
         condense: rewrite follow-ups into standalone questions using the history.
+        best_of: answers sampled per question; above 1 the one ``reward`` scores highest wins.
+        reward: a reward model (:class:`appkit.models.reward.RewardModel`), needed for best_of > 1.
+        best_of_temperature: the lowest sampling temperature of the n answers.
+        seed: the first sample's seed (sample i uses seed + i).
     """
 
     def __init__(self, retriever: BaseRetriever, llm: BaseChatModel,
                  prompt: PromptConfig | None = None, *, n_ctx: int = 4096, max_tokens: int = 256,
-                 min_relevance: float = 0.0, condense: bool = True):
+                 min_relevance: float = 0.0, condense: bool = True, best_of: int = 1,
+                 reward: RewardModel | None = None, best_of_temperature: float = 0.7,
+                 temperature: float = 0.0, seed: int = 0):
         self.retriever = retriever
         self.llm = llm
         self.prompt = prompt or PromptConfig()
@@ -63,15 +77,32 @@ class RagChain:
         self.max_tokens = max_tokens
         self.min_relevance = min_relevance
         self.condense = condense
+        if best_of > 1 and reward is None:
+            raise ValueError("best_of > 1 needs a reward model")
+        self.best_of = best_of
+        self.reward = reward
+        self.best_of_temperature = max(best_of_temperature, temperature)
+        self.seed = seed
 
     @classmethod
-    def from_profile(cls, profile: Profile, retriever: BaseRetriever, llm: BaseChatModel) -> RagChain:
-        """Build the chain with the profile's prompt, context and retrieval settings."""
+    def from_profile(cls, profile: Profile, retriever: BaseRetriever, llm: BaseChatModel,
+                     reward: RewardModel | None = None) -> RagChain:
+        """Build the chain with the profile's prompt, context, retrieval and best-of-n settings.
+
+        The reward model is named here but loaded on the first best-of-n answer.
+        """
+        chat = profile.chat
+        if chat.best_of > 1 and reward is None:
+            from appkit.models.reward import load_reward_model
+
+            reward = load_reward_model(chat.reward_model)
         return cls(
-            retriever, llm, profile.prompt, n_ctx=profile.chat.n_ctx,
-            max_tokens=profile.chat.generation.max_tokens,
+            retriever, llm, profile.prompt, n_ctx=chat.n_ctx,
+            max_tokens=chat.generation.max_tokens,
             min_relevance=profile.retrieval.min_relevance,
             condense=profile.retrieval.condense_history,
+            best_of=chat.best_of, reward=reward, best_of_temperature=chat.best_of_temperature,
+            temperature=chat.generation.temperature, seed=chat.generation.seed,
         )
 
     # --- steps -------------------------------------------------------------------------------
@@ -125,6 +156,10 @@ class RagChain:
                          found=False, timings=timings, model=model)
             return
         messages, kept = self.build(standalone, docs, history)
+        if self.best_of > 1:
+            yield from self._best_of_n(question, standalone, messages, kept, timings, t0, t2,
+                                       model, config)
+            return
         pieces: list[str] = []
         usage: dict[str, int] = {}
         first: float | None = None
@@ -139,13 +174,50 @@ class RagChain:
         end = time.perf_counter()
         timings["first_token"] = (first or end) - t0
         timings["generate"] = end - t2
-        text = "".join(pieces).strip()
+        yield self._answer(question, "".join(pieces), kept, standalone, usage, timings, model)
+
+    @staticmethod
+    def _answer(question: str, text: str, kept: Sequence[Document], standalone: str,
+                usage: dict[str, int], timings: dict[str, float], model: str) -> Answer:
+        text = text.strip()
         numbers = cited_numbers(text)
         citations = tuple(
             Citation.from_document(i, d, cited=i in numbers) for i, d in enumerate(kept, 1)
         )
-        yield Answer(question=question, text=text, citations=citations,
-                     standalone_question=standalone, usage=usage, timings=timings, model=model)
+        return Answer(question=question, text=text, citations=citations,
+                      standalone_question=standalone, usage=usage, timings=timings, model=model)
+
+    def _best_of_n(self, question: str, standalone: str, messages: list, kept: list[Document],
+                   timings: dict[str, float], t0: float, t2: float, model: str,
+                   config: RunnableConfig | None) -> Iterator[str | Answer]:
+        """Sample ``best_of`` answers, score them with the reward model, yield the best one."""
+        from appkit.models.reward import reward_prompt
+
+        assert self.reward is not None
+        candidates: list[tuple[str, dict[str, int]]] = []
+        per_answer: list[float] = []
+        for i in range(self.best_of):
+            start = time.perf_counter()
+            reply = self.llm.invoke(messages, config, temperature=self.best_of_temperature,
+                                    seed=self.seed + i)
+            per_answer.append(time.perf_counter() - start)
+            usage = {k: int(v) for k, v in (reply.usage_metadata or {}).items()
+                     if isinstance(v, int)}
+            candidates.append((reply.text.strip(), usage))
+        t3 = time.perf_counter()
+        prompt = reward_prompt(standalone, [d.page_content for d in kept])
+        scores = self.reward.score(prompt, [text for text, _ in candidates])
+        end = time.perf_counter()
+        best = max(range(len(candidates)), key=lambda i: scores[i])
+        text, usage = candidates[best]
+        total = {k: sum(u.get(k, 0) for _, u in candidates) for k in usage}
+        timings["generate"] = t3 - t2
+        timings["reward"] = end - t3
+        timings["first_token"] = end - t0
+        timings["best_of"] = float(self.best_of)
+        timings["best_of_extra"] = (end - t2) - per_answer[best]
+        yield text
+        yield self._answer(question, text, kept, standalone, total or usage, timings, model)
 
     def invoke(self, question: str, history: Sequence[tuple[str, str]] = (),
                config: RunnableConfig | None = None) -> Answer:
