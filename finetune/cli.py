@@ -5,6 +5,7 @@ The loop::
 
     appkit finetune prepare --task qa --from eval-set.jsonl     # train.jsonl + heldout.jsonl
     appkit finetune lora --base gemma3-270m --data finetune-data/train.jsonl --name my-run
+    appkit finetune ia3 | prompt-tuning | prefix-tuning | full …  # the other methods
     appkit finetune check my-run                                # before/after + forgetting
     appkit finetune export my-run --quant q4_k_m                # registers my-run-q4_k_m
     appkit models                                               # lists it; profiles can name it
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from appkit.errors import AppkitError
+from finetune.peft_methods import PEFT_METHODS  # light: peft itself is imported on use
+
+METHODS = (*PEFT_METHODS, "full")
 
 
 def _print_json(data: Any) -> None:
@@ -107,16 +111,18 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 # --- train --------------------------------------------------------------------------------------
 
 
-def _train_config(args: argparse.Namespace, method: str) -> Any:
+def _train_config(args: argparse.Namespace, method: str, profile: Any) -> Any:
+    from finetune.peft_methods import DEFAULT_LR
     from finetune.trainer import LORA_TARGETS, TrainConfig
 
     if not args.base or not args.data:
         raise AppkitError("give --base MODEL and --data FILE (or --resume RUN)")
-    profile = _profile(args)
+    ft = profile.finetune
     return TrainConfig(
-        base=args.base, data=args.data, method=method, r=args.r, alpha=args.alpha,
+        base=args.base, data=args.data, method=method, r=args.r or ft.lora_r, alpha=args.alpha,
         dropout=args.dropout, targets=tuple(args.targets.split(",")) if args.targets else LORA_TARGETS,
-        lr=args.lr if args.lr is not None else (2e-4 if method == "lora" else 2e-5),
+        virtual_tokens=args.virtual_tokens or ft.virtual_tokens,
+        lr=args.lr if args.lr is not None else DEFAULT_LR[method],
         batch_size=args.batch_size, grad_accum=args.grad_accum, epochs=args.epochs,
         max_steps=args.max_steps, max_minutes=args.max_minutes, max_tokens=args.max_tokens,
         save_every=args.save_every, seed=args.seed, threads=args.threads, prompt=profile.prompt,
@@ -127,8 +133,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from finetune.runs import loss_curve
     from finetune.trainer import train
 
-    method = "full" if args.command_name == "full" else "lora"
-    config = None if args.resume else _train_config(args, method)
+    if args.command_name == "train":
+        method = getattr(args, "method", None) or _profile(args).finetune.method
+    else:
+        method = args.command_name
+    config = None if args.resume else _train_config(args, method, _profile(args))
     result = train(config, name=args.name, resume=args.resume)
     history = result.run.history()
     if args.json:
@@ -274,12 +283,19 @@ def _train_args(p: argparse.ArgumentParser, method: str) -> None:
     p.add_argument("--name", default="", help="run name (default: BASE-METHOD-TIME)")
     p.add_argument("--resume", default="", metavar="RUN",
                    help="continue an interrupted run from its newest checkpoint")
-    p.add_argument("--r", type=int, default=8, help="LoRA rank")
+    if method == "train":
+        p.add_argument("--method", choices=METHODS, default=None,
+                       help="how to adapt the model (default: the profile's finetune.method)")
+    p.add_argument("--r", type=int, default=0, help="LoRA rank (default: finetune.lora_r, 8)")
+    p.add_argument("--virtual-tokens", type=int, default=0,
+                   help="soft-prompt length of prompt and prefix tuning "
+                        "(default: finetune.virtual_tokens, 20)")
     p.add_argument("--alpha", type=int, default=16, help="LoRA alpha")
     p.add_argument("--dropout", type=float, default=0.05, help="LoRA dropout")
     p.add_argument("--targets", default="", help="comma-separated projections (default: all)")
     p.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default: 2e-4 for LoRA, 2e-5 for full)")
+                   help="learning rate (default: 2e-4 LoRA, 3e-3 IA3, 3e-2 prompt tuning, "
+                        "1e-2 prefix tuning, 2e-5 full)")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--epochs", type=float, default=1.0)
@@ -321,6 +337,17 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                 "lora")
     _train_args(fsub.add_parser("full", parents=[common],
                                 help="fine-tune every weight (tiny models)"), "full")
+    _train_args(fsub.add_parser("ia3", parents=[common],
+                                help="train IA3 scales on k, v and down_proj (peft)"), "ia3")
+    _train_args(fsub.add_parser("prompt-tuning", parents=[common],
+                                help="train a soft prompt (peft; served through transformers)"),
+                "prompt-tuning")
+    _train_args(fsub.add_parser("prefix-tuning", parents=[common],
+                                help="train per-layer prefixes (peft; served through transformers)"),
+                "prefix-tuning")
+    _train_args(fsub.add_parser("train", parents=[common],
+                                help="train with --method or the profile's finetune.method"),
+                "train")
 
     for action, helptext in (("pairs", "write preference pairs (JSONL) for DPO"),
                              ("dpo", "align a LoRA run with preference pairs (DPO, trl)")):

@@ -3,12 +3,15 @@
 Two routes, both built on the base model's own GGUF (its metadata and tokenizer are copied as they
 are, with the ``gguf`` package):
 
-* ``merged``: every base tensor is dequantized, the trained change (LoRA ``B @ A * alpha / r``, or the
-  full fine-tune's difference to the base) is added under the GGUF tensor name (``gguf``'s
+* ``merged``: every base tensor is dequantized, the trained change (LoRA ``B @ A * alpha / r``, IA3's
+  ``W * (scale - 1)``, or the full fine-tune's difference to the base) is added under the GGUF tensor name (``gguf``'s
   tensor-name map gives HF -> GGUF names), and an F16 GGUF is written; llama.cpp's own quantizer
   (``llama_cpp.llama_model_quantize``) then makes Q8_0 or Q4_K_M from it.
 * ``lora``: the adapter becomes a GGUF LoRA (``<tensor>.lora_a`` / ``.lora_b``, ``adapter.lora.alpha``)
   that llama-cpp-python applies with ``lora_path`` over the unchanged base GGUF.
+
+Prompt- and prefix-tuning runs are refused: GGUF cannot hold a soft prompt or per-layer prefixes
+(they are used through transformers, :func:`finetune.peft_methods.load_tuned`).
 
 Changes are added in GGUF space, so conventions that differ between transformers and llama.cpp
 cancel out: Gemma's ``1 + weight`` norms need nothing, and only the row order of llama's q/k
@@ -39,6 +42,7 @@ from appkit.errors import AppkitError
 from appkit.lazy import require
 from appkit.models.catalogue import ModelSpec, get_spec, register_model
 from finetune.base import finetune_home
+from finetune.peft_methods import gguf_exportable
 from finetune.runs import Run
 
 QUANT_TYPES = {"f16": "LLAMA_FTYPE_MOSTLY_F16", "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
@@ -103,7 +107,16 @@ def read_change(run: Run, weights: Path | None = None) -> TrainedChange:
         hint = (f"; it stopped at step {info.get('step')} of {info.get('total_steps')}: resume it "
                 f"with 'appkit finetune lora --resume {run.name}'") if latest else ""
         raise ExportError(f"run '{run.name}' has no final weights ({info.get('status')}){hint}")
-    if info.get("method", "lora") == "lora":
+    method = info.get("method", "lora")
+    if not gguf_exportable(method):
+        raise ExportError(
+            f"run '{run.name}' trained by {method}: a GGUF cannot hold a soft prompt or per-layer "
+            "prefixes and llama.cpp cannot apply them, so it is not exported; use it through "
+            f"transformers (finetune.peft_methods.load_tuned('{run.name}')), or train lora or ia3 "
+            "for a GGUF")
+    if method == "ia3":
+        return _ia3_change(run, folder, safetensors)
+    if method == "lora":
         cfg = json.loads((folder / "adapter_config.json").read_text())
         alpha, rank = float(cfg["lora_alpha"]), int(cfg["r"])
         scale = alpha / (rank ** 0.5 if cfg.get("use_rslora") else rank)
@@ -128,6 +141,24 @@ def read_change(run: Run, weights: Path | None = None) -> TrainedChange:
         diff = value.astype("float32") - before.astype("float32")
         if diff.any():
             change.full[key] = diff
+    return change
+
+
+def _ia3_change(run: Run, folder: Path, safetensors: Any) -> TrainedChange:
+    """IA3 scales a projection's outputs (``k``, ``v``: ``[out, 1]``) or inputs (``down``:
+    ``[1, in]``), so the merged weight is ``W * l`` by broadcasting and the change ``W * (l - 1)``."""
+    scales = safetensors.load_file(str(folder / "adapter_model.safetensors"))
+    base = {}
+    for f in Path(run.info["hf_dir"]).glob("*.safetensors"):
+        base.update(safetensors.load_file(str(f)))
+    change = TrainedChange()
+    for key, scale in scales.items():
+        if ".ia3_l" not in key:
+            continue
+        hf = key.split(".ia3_l")[0].removeprefix("base_model.model.") + ".weight"
+        if hf not in base:
+            raise ExportError(f"run '{run.name}': IA3 scale {key} has no base weight {hf}")
+        change.full[hf] = base[hf].astype("float32") * (scale.astype("float32") - 1.0)
     return change
 
 

@@ -54,11 +54,11 @@ from typing import Any
 
 from appkit.errors import AppkitError
 from appkit.lazy import require
+from finetune.peft_methods import peft_config
 
 BYTES = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
 TOKENS_PER_PARAM = 20
 RUNTIME_BYTES = 400 * 2**20  # a Python process with torch and transformers imported, before a model
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 METHODS = ("full", "lora", "ia3", "prompt-tuning", "prefix-tuning")
 # decoders whose parameters :func:`count_params` computes: q/k/v/o attention and a gated MLP
 LLAMA_FAMILY = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "gemma3",
@@ -508,37 +508,6 @@ def measure_steps(shape: ModelShape, methods: tuple[str, ...] = ("full", "lora",
         out[method] = sum(times) / len(times)
         del model, opt
     return out
-
-
-def peft_config(method: str, model: Any, *, r: int = 8, alpha: int = 16, dropout: float = 0.0,
-                virtual_tokens: int = 20, targets: tuple[str, ...] = LORA_TARGETS) -> Any:
-    """The peft config of ``method`` for ``model`` (adapting the projections it has).
-
-    Raises:
-        AppkitError: an unknown method, or none of the projections exist in the model.
-    """
-    peft = require("peft", extra="finetune")
-    present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-    if method == "lora":
-        found = [t for t in targets if t in present]
-        if not found:
-            raise AppkitError(f"none of the LoRA targets {', '.join(targets)} exist in this "
-                              "model; pass --targets with its projection names")
-        return peft.LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=found,
-                               bias="none", task_type="CAUSAL_LM")
-    if method == "ia3":
-        found = [t for t in ("k_proj", "v_proj", "down_proj") if t in present]
-        if not found:
-            raise AppkitError("IA3 scales k_proj, v_proj and down_proj; this model has none")
-        return peft.IA3Config(target_modules=found,
-                              feedforward_modules=[t for t in found if t == "down_proj"],
-                              task_type="CAUSAL_LM")
-    if method == "prompt-tuning":
-        return peft.PromptTuningConfig(num_virtual_tokens=virtual_tokens, task_type="CAUSAL_LM")
-    if method == "prefix-tuning":
-        return peft.PrefixTuningConfig(num_virtual_tokens=virtual_tokens, task_type="CAUSAL_LM")
-    raise AppkitError(f"unknown PEFT method '{method}'; use lora, ia3, prompt-tuning or "
-                      "prefix-tuning")
 
 
 # --- the plan ------------------------------------------------------------------------------------

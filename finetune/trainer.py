@@ -1,4 +1,5 @@
-"""Supervised fine-tuning: LoRA (peft) or full fine-tuning, with checkpoints, resume and Ctrl-C.
+"""Supervised fine-tuning: a peft adapter (LoRA, IA3, prompt or prefix tuning; see
+:mod:`finetune.peft_methods`) or full fine-tuning, with checkpoints, resume and Ctrl-C.
 
 :class:`Trainer` runs a plain PyTorch loop over encoded examples: AdamW, warm-up then linear decay,
 gradient accumulation, a progress bar with the running loss, one ``log.jsonl`` line per logged
@@ -31,9 +32,10 @@ from appkit.config import PromptConfig
 from appkit.errors import AppkitError
 from appkit.lazy import require
 from finetune.data import Encoded, Example, data_hash, encode_example, read_rows
+from finetune.peft_methods import LORA_TARGETS, PEFT_METHODS, is_peft, peft_config
 from finetune.runs import Run
 
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+METHODS = ("full", *PEFT_METHODS)
 
 
 @dataclass
@@ -43,11 +45,13 @@ class TrainConfig:
     Attributes:
         base: a catalogue name (GGUF) to start from.
         data: the training JSONL.
-        method: ``lora`` (peft adapter) or ``full`` (every weight; meant for tiny models).
+        method: a peft adapter (``lora``, ``ia3``, ``prompt-tuning``, ``prefix-tuning``) or
+            ``full`` (every weight; meant for tiny models).
         r: LoRA rank.
         alpha: LoRA alpha (scale is alpha / r).
         dropout: LoRA dropout.
         targets: the projection names LoRA adapts.
+        virtual_tokens: soft-prompt length of prompt and prefix tuning.
         lr: peak learning rate.
         batch_size: examples per micro-batch.
         grad_accum: micro-batches per optimizer step.
@@ -65,11 +69,12 @@ class TrainConfig:
 
     base: str
     data: str
-    method: Literal["lora", "full"] = "lora"
+    method: Literal["lora", "ia3", "prompt-tuning", "prefix-tuning", "full"] = "lora"
     r: int = 8
     alpha: int = 16
     dropout: float = 0.05
     targets: tuple[str, ...] = LORA_TARGETS
+    virtual_tokens: int = 20
     lr: float = 2e-4
     batch_size: int = 2
     grad_accum: int = 1
@@ -122,17 +127,19 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def wrap_peft(model: Any, config: TrainConfig) -> Any:
+    """Add a fresh adapter of ``config.method`` (LoRA on the ``config.targets`` the model has)."""
+    peft = require("peft", extra="finetune")
+    return peft.get_peft_model(model, peft_config(
+        config.method, model, r=config.r, alpha=config.alpha, dropout=config.dropout,
+        targets=config.targets, virtual_tokens=config.virtual_tokens))
+
+
 def wrap_lora(model: Any, config: TrainConfig) -> Any:
     """Add a fresh LoRA adapter on the projections of ``config.targets`` that the model has."""
-    peft = require("peft", extra="finetune")
-    present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-    targets = [t for t in config.targets if t in present]
-    if not targets:
-        raise AppkitError(f"none of the LoRA targets {', '.join(config.targets)} exist in this "
-                          "model; pass --targets with its projection names")
-    lora = peft.LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                           target_modules=targets, bias="none", task_type="CAUSAL_LM")
-    return peft.get_peft_model(model, lora)
+    from dataclasses import replace
+
+    return wrap_peft(model, replace(config, method="lora"))
 
 
 def collate(batch: Sequence[Encoded], pad_id: int) -> dict[str, Any]:
@@ -342,7 +349,7 @@ class Trainer:
 
 
 def save_weights(model: Any, folder: Path, method: str, *, atomic: bool = False) -> Path:
-    """Save the adapter (LoRA, peft format) or every weight (full) as safetensors."""
+    """Save the adapter (peft format) or every weight (full) as safetensors."""
     target = folder
     if atomic:
         folder = folder.with_name(folder.name + ".partial")
@@ -350,7 +357,7 @@ def save_weights(model: Any, folder: Path, method: str, *, atomic: bool = False)
 
         shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
-    if method == "lora":
+    if is_peft(method):
         model.save_pretrained(str(folder))
     else:
         safetensors = require("safetensors.torch", extra="finetune", package="safetensors")
@@ -375,7 +382,7 @@ def save_weights(model: Any, folder: Path, method: str, *, atomic: bool = False)
 
 def load_weights(model: Any, folder: Path, method: str) -> None:
     """Load weights written by :func:`save_weights` into ``model`` in place."""
-    if method == "lora":
+    if is_peft(method):
         peft = require("peft", extra="finetune")
         safetensors = require("safetensors.torch", extra="finetune", package="safetensors")
         state = safetensors.load_file(str(folder / "adapter_model.safetensors"))
@@ -404,7 +411,7 @@ def build_model(config: TrainConfig, *, log: Callable[[str], None] = print,
     Args:
         config: the settings.
         log: where progress lines go.
-        adapter: a saved LoRA adapter folder to continue training instead of a fresh one.
+        adapter: a saved adapter folder to continue training instead of a fresh one.
 
     Returns:
         ``(model, base)``: the trainable model and the :class:`~finetune.base.BaseModel`.
@@ -415,18 +422,18 @@ def build_model(config: TrainConfig, *, log: Callable[[str], None] = print,
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     torch.manual_seed(config.seed)
     base = load_base(config.base, log=log)
-    if config.method == "lora":
+    if is_peft(config.method):
         if adapter:
             peft = require("peft", extra="finetune")
             model = peft.PeftModel.from_pretrained(base.model, str(adapter), is_trainable=True)
         else:
-            model = wrap_lora(base.model, config)
+            model = wrap_peft(base.model, config)
     elif config.method == "full":
         model = base.model
         for p in model.parameters():
             p.requires_grad_(True)
     else:
-        raise AppkitError(f"unknown method '{config.method}'; use lora or full")
+        raise AppkitError(f"unknown method '{config.method}'; use one of {', '.join(METHODS)}")
     return model, base
 
 
@@ -455,6 +462,8 @@ def train(config: TrainConfig | None = None, *, name: str = "", resume: str = ""
         config = TrainConfig.from_dict(info["config"])
     elif config is None:
         raise AppkitError("nothing to train: give a config or a run to resume")
+    if config.method not in METHODS:
+        raise AppkitError(f"unknown method '{config.method}'; use one of {', '.join(METHODS)}")
     rows, _ = read_rows(config.data)
     if not rows:
         from finetune.data import DataError

@@ -68,7 +68,7 @@ def test_memory_at_each_precision_by_hand():
 
 @pytest.mark.parametrize("method", ["lora", "ia3", "prompt-tuning", "prefix-tuning"])
 def test_trainable_parameters_match_peft(method):
-    from finetune.plan import peft_config
+    from finetune.peft_methods import peft_config
 
     peft = pytest.importorskip("peft")
     cfg = transformers.AutoConfig.for_model(**LLAMA)
