@@ -6,6 +6,7 @@
     appkit align pairs --feedback --auto finetune-data/train.jsonl --harmless -o prefs.jsonl
     appkit align reward --pairs prefs.jsonl --name notes-rm        # held-out pairwise accuracy
     appkit align score --reward notes-rm --answers answers.jsonl   # one reward per answer
+    appkit align rl --policy notes-qa --reward notes-rm --rule citation --prompts train.jsonl
     # then in appkit.toml: [chat] best_of = 4, reward_model = "notes-rm"
 """
 
@@ -177,6 +178,69 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rl(args: argparse.Namespace) -> int:
+    from appkit.models.reward import load_reward_model
+    from finetune.data import read_rows
+    from finetune.rl import citation_reward, length_penalty, policy_rows, reward_model_reward, train_rl
+    from finetune.runs import Run, loss_curve
+    from finetune.trainer import TrainConfig, build_model
+
+    parent = Run.open(args.policy)
+    info = parent.info
+    if info.get("method") != "lora" or not parent.final_dir.exists():
+        raise AppkitError(f"RL continues a finished LoRA run; '{parent.name}' is "
+                          f"{info.get('method')} and {info.get('status')}")
+    funcs, weights = [], []
+    if args.reward:
+        funcs.append(reward_model_reward(load_reward_model(args.reward)))
+        weights.append(1.0)
+    rules = {"citation": citation_reward, "length": length_penalty}
+    for rule in args.rule or []:
+        if rule not in rules:
+            raise AppkitError(f"unknown rule reward '{rule}'; use {', '.join(rules)}")
+        funcs.append(rules[rule])
+        weights.append(args.rule_weight)
+    if not funcs:
+        raise AppkitError("no reward: give --reward RM and/or --rule citation/--rule length")
+    rows = read_rows(args.prompts)[0]
+    if args.max_prompts:
+        rows = rows[:args.max_prompts]
+    config = TrainConfig.from_dict(info["config"])
+    config.threads, config.seed = args.threads, args.seed
+    model, base = build_model(config, adapter=parent.final_dir)
+    chat = base.has_chat_template
+    result = train_rl(
+        model, base.tokenizer, policy_rows(rows, base.tokenizer, chat, config.prompt),
+        reward_funcs=funcs, reward_weights=weights, name=args.name or f"{parent.name}-rl",
+        info={"base": info["base"], "base_gguf": info.get("base_gguf"), "parent": parent.name,
+              "data": info.get("data"), "data_hash": info.get("data_hash"),
+              "prompts_file": args.prompts, "reward_model": args.reward,
+              "hf_dir": info.get("hf_dir"), "chat_template": chat, "config": info["config"]},
+        beta=args.beta, kl_budget=args.kl_budget, lr=args.lr, max_steps=args.steps,
+        batch_size=args.batch_size, num_generations=args.generations,
+        max_completion_length=args.max_tokens, seed=args.seed)
+    summary = {"run": result.run.name, "steps": result.steps, "stopped": result.stopped,
+               "first": result.history[0] if result.history else None,
+               "last": result.history[-1] if result.history else None,
+               "reward_hacking": result.hacking}
+    if args.json:
+        _print_json(summary)
+    else:
+        print("reward per step:")
+        print(loss_curve([{"step": h["step"], "loss": h["reward"]} for h in result.history]))
+        if result.history:
+            first, last = result.history[0], result.history[-1]
+            print(f"reward {first['reward']:.3f} -> {last['reward']:.3f}, KL {last['kl']:.4f}"
+                  + (f"; stopped: {result.stopped}" if result.stopped else ""))
+        corr = result.hacking.get("length_correlation")
+        print(f"reward-hacking check: correlation of reward with length {corr}; top samples:")
+        for s in result.hacking.get("top", [])[:3]:
+            print(f"  {s['reward']:+.3f}  {s['text'][:100]!r}")
+        print(f"next: appkit finetune check {result.run.name}; "
+              f"appkit finetune export {result.run.name}")
+    return 130 if result.stopped == "interrupted" else 0
+
+
 def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairs", action="append", metavar="FILE",
                    help="preference JSONL: prompt, chosen, rejected, source (repeatable)")
@@ -220,6 +284,27 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--resume", default="", metavar="RUN", help="continue an interrupted run")
     p.set_defaults(func=cmd_reward)
+
+    p = asub.add_parser("rl", parents=[common],
+                        help="RL (trl RLOO) on a LoRA run: reward model + rule rewards, KL budget")
+    p.add_argument("--policy", required=True, help="the finished LoRA run to continue")
+    p.add_argument("--prompts", required=True, help="QA rows (finetune prepare's train.jsonl)")
+    p.add_argument("--reward", default="", help="reward model (catalogue name or folder)")
+    p.add_argument("--rule", action="append", choices=["citation", "length"],
+                   help="rule reward (repeatable): citation present and correct, length penalty")
+    p.add_argument("--rule-weight", type=float, default=1.0)
+    p.add_argument("--beta", type=float, default=0.05, help="KL penalty weight")
+    p.add_argument("--kl-budget", type=float, default=0.5, help="stop when KL exceeds (0: never)")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--generations", type=int, default=4, help="samples per prompt")
+    p.add_argument("--max-tokens", type=int, default=64, help="longest sampled answer")
+    p.add_argument("--max-prompts", type=int, default=0)
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--name", default="", help="new run name (default: POLICY-rl)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_rl)
 
     p = asub.add_parser("score", parents=[common], help="score an answers file with a reward model")
     p.add_argument("--reward", required=True, help="catalogue name or folder of the reward model")

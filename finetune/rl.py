@@ -1,0 +1,297 @@
+"""RL fine-tuning of a LoRA policy with ``trl``'s ``RLOOTrainer``, a KL leash and a KL budget.
+
+Rewards are a sum of functions of ``(prompts, completions)``: the reward model of
+``appkit align reward`` (scored on the same sources + question text it was trained on, carried in
+each row's ``reward_prompt``), and rule rewards: :func:`citation_reward` (the answer cites a source
+that exists) and :func:`length_penalty`. ``beta`` weighs the KL penalty against the frozen
+reference (the policy with its adapter switched off, so no second model is held); the
+:class:`KLBudget` callback stops training when the logged KL goes over ``kl_budget``.
+
+Every step's reward, KL and one sample generation go into the run's ``log.jsonl``. At the end a
+reward-hacking check is stored in the run: the highest-reward samples and the correlation of
+reward with answer length.
+
+The result is a LoRA run like any other (same ``run.json`` fields as DPO), so ``appkit finetune
+check`` and ``appkit finetune export`` take it as they are.
+
+Example:
+    >>> from finetune.rl import citation_reward
+    >>> citation_reward(["Budget: 40k [1].", "No idea."], sources=[1, 1])
+    [1.0, 0.0]
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appkit.errors import AppkitError
+from appkit.lazy import require
+from finetune.runs import Run
+
+_CITE = re.compile(r"\[(\d{1,3})\]")
+
+RewardFunc = Callable[..., list[float]]
+
+
+def _text(completion: Any) -> str:
+    if isinstance(completion, list):  # conversational: [{"role": "assistant", "content": ...}]
+        return "".join(str(m.get("content", "")) for m in completion)
+    return str(completion)
+
+
+def citation_reward(completions: Sequence[Any], sources: Sequence[int] | None = None,
+                    **_: Any) -> list[float]:
+    """1 when the answer cites at least one source and every cited number exists, else 0.
+
+    Args:
+        completions: the sampled answers.
+        sources: per row, how many sources its prompt numbered (default: any number counts).
+    """
+    out = []
+    for i, c in enumerate(completions):
+        cited = {int(n) for n in _CITE.findall(_text(c))}
+        n = sources[i] if sources is not None else None
+        out.append(1.0 if cited and (n is None or all(1 <= x <= n for x in cited)) else 0.0)
+    return out
+
+
+def length_penalty(completions: Sequence[Any], *, limit: int = 400, per_char: float = 0.002,
+                   **_: Any) -> list[float]:
+    """``-per_char`` for every character past ``limit`` (long answers are not better answers)."""
+    return [-per_char * max(0, len(_text(c)) - limit) for c in completions]
+
+
+def reward_model_reward(model: Any) -> RewardFunc:
+    """A trl reward function scoring with an :class:`appkit.models.reward.RewardModel`.
+
+    Rows carry the reward model's own prompt text in ``reward_prompt`` (sources and question);
+    without it the policy's prompt is used.
+    """
+
+    def reward_model(prompts: Sequence[Any], completions: Sequence[Any],
+                     reward_prompt: Sequence[str] | None = None, **_: Any) -> list[float]:
+        texts = reward_prompt or [_text(p) for p in prompts]
+        return model.score_pairs([(p, _text(c)) for p, c in zip(texts, completions)])
+
+    return reward_model
+
+
+@dataclass
+class RLResult:
+    """What :func:`train_rl` produced.
+
+    Attributes:
+        run: the run folder (its ``final/`` holds the LoRA adapter).
+        steps: optimizer steps taken.
+        stopped: why training ended early (``kl budget`` or ``interrupted``), or "".
+        history: per step ``reward``, ``kl`` and a ``sample``.
+        hacking: the reward-hacking check: ``top`` samples and ``length_correlation``.
+    """
+
+    run: Run
+    steps: int
+    stopped: str = ""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    hacking: dict[str, Any] = field(default_factory=dict)
+
+
+def _pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    n = len(xs)
+    if n < 3:
+        return None
+    mx, my = sum(xs) / n, sum(ys) / n
+    sx = math.sqrt(sum((x - mx) ** 2 for x in xs))
+    sy = math.sqrt(sum((y - my) ** 2 for y in ys))
+    if sx == 0 or sy == 0:
+        return None
+    return round(sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / (sx * sy), 4)
+
+
+def policy_rows(rows: Sequence[Any], tokenizer: Any, chat_template: bool,
+                prompt: Any = None) -> list[dict[str, Any]]:
+    """RL prompts from QA rows (:class:`finetune.data.Example`), rendered as the app renders them.
+
+    Each row keeps the reward model's text (``reward_prompt``) and how many sources it numbered
+    (``sources``, for :func:`citation_reward`).
+    """
+    from appkit.models.reward import reward_prompt
+    from finetune.data import prompt_text, render_messages
+
+    out = []
+    for r in rows:
+        passages = [r.input] if r.input else []
+        out.append({"prompt": prompt_text(render_messages(r, prompt), tokenizer, chat_template),
+                    "reward_prompt": reward_prompt(r.instruction, passages),
+                    "sources": len(passages)})
+    return out
+
+
+def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
+             reward_funcs: Sequence[RewardFunc], name: str, info: dict[str, Any] | None = None,
+             reward_weights: Sequence[float] | None = None, beta: float = 0.05,
+             kl_budget: float = 0.0, lr: float = 1e-5, max_steps: int = 100,
+             batch_size: int = 4, num_generations: int = 4, max_completion_length: int = 64,
+             temperature: float = 1.0, lora_r: int = 8, lora_alpha: int = 16,
+             targets: Sequence[str] | None = None, seed: int = 0,
+             callbacks: Sequence[Any] = (), root: str | None = None,
+             log: Callable[[str], None] = print) -> RLResult:
+    """Optimise a LoRA policy for the rewards with RLOO, within a KL budget.
+
+    Args:
+        model: the policy: a causal LM, or a peft model whose adapter keeps training.
+        tokenizer: its tokenizer (a pad token is set from EOS when missing).
+        rows: prompts: ``{"prompt": str, ...}``; other keys (``reward_prompt``, ``sources``) reach
+            the reward functions.
+        reward_funcs: functions ``f(prompts, completions, **row_columns) -> list[float]``.
+        name: the run name.
+        info: extra fields for ``run.json`` (base, parent run, LoRA config).
+        reward_weights: one weight per reward function (default 1 each).
+        beta: the KL penalty's weight (0: no reference, no KL).
+        kl_budget: stop when the logged KL exceeds this (0: no budget).
+        lr: learning rate.
+        max_steps: optimizer steps.
+        batch_size: completions per step (a multiple of ``num_generations``).
+        num_generations: samples per prompt (RLOO's leave-one-out baseline needs 2 or more).
+        max_completion_length: longest sampled answer in tokens.
+        temperature: sampling temperature.
+        lora_r: LoRA rank when ``model`` has no adapter yet.
+        lora_alpha: LoRA alpha.
+        targets: LoRA target modules (default: every linear projection).
+        seed: the seed.
+        callbacks: extra trainer callbacks.
+        root: where the run folder goes (default: the runs folder).
+        log: where progress lines go.
+
+    Raises:
+        AppkitError: no prompts, fewer than two generations, or a batch that is not a multiple
+            of the generations.
+    """
+    if not rows:
+        raise AppkitError("no prompts for RL")
+    if num_generations < 2 or batch_size % num_generations:
+        raise AppkitError(f"RLOO needs num_generations >= 2 dividing the batch size; got "
+                          f"{num_generations} generations and batch size {batch_size}")
+    torch = require("torch", extra="finetune")
+    trl = require("trl", extra="finetune")
+    peft = require("peft", extra="finetune")
+    datasets = require("datasets", extra="finetune")
+    transformers = require("transformers", extra="finetune")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    run = Run.create(name, {
+        "method": "lora", "rl": {"algorithm": "rloo", "beta": beta, "kl_budget": kl_budget,
+                                 "lr": lr, "max_steps": max_steps, "batch_size": batch_size,
+                                 "num_generations": num_generations,
+                                 "rewards": [getattr(f, "__name__", "reward") for f in reward_funcs],
+                                 "reward_weights": list(reward_weights or [])},
+        "prompts": len(rows), **(info or {}),
+    }, root=root)
+    peft_config = None
+    if not hasattr(model, "peft_config"):
+        peft_config = peft.LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
+                                      target_modules=list(targets) if targets else "all-linear",
+                                      task_type="CAUSAL_LM")
+    args = trl.RLOOConfig(
+        output_dir=str(run.path / "trl"), per_device_train_batch_size=batch_size,
+        num_generations=num_generations, max_completion_length=max_completion_length,
+        learning_rate=lr, beta=beta, max_steps=max_steps, temperature=temperature,
+        logging_steps=1, save_strategy="no", report_to=[], seed=seed,
+        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=True,
+        bf16=False, fp16=False, reward_weights=list(reward_weights) if reward_weights else None,
+        log_completions=False,
+    )
+    samples: list[tuple[float, str]] = []
+    weights = list(reward_weights or [1.0] * len(reward_funcs))
+
+    def _recorded(f: RewardFunc, w: float, first: bool) -> RewardFunc:
+        # The first function also records the total reward of each sample, for the hacking check.
+        def wrapped(prompts: Any, completions: Any, **kw: Any) -> list[float]:
+            values = f(prompts=prompts, completions=completions, **kw)
+            if first:
+                totals = [w * v for v in values]
+                for g, gw in zip(reward_funcs[1:], weights[1:]):
+                    totals = [t + gw * v for t, v in
+                              zip(totals, g(prompts=prompts, completions=completions, **kw))]
+                samples.extend((t, _text(c)) for t, c in zip(totals, completions))
+            return values
+
+        wrapped.__name__ = getattr(f, "__name__", "reward")
+        return wrapped
+
+    funcs = [_recorded(f, w, i == 0) for i, (f, w) in enumerate(zip(reward_funcs, weights))]
+    result = RLResult(run, 0)
+
+    class _Log(transformers.TrainerCallback):
+        bar: Any = None
+
+        def on_train_begin(self, _a: Any, state: Any, _c: Any, **_: Any) -> None:
+            tqdm = require("tqdm", extra="finetune").tqdm
+            self.bar = tqdm(total=state.max_steps, file=sys.stderr, desc="RL", unit="step",
+                            leave=False)
+
+        def on_train_end(self, *_: Any, **__: Any) -> None:
+            if self.bar is not None:
+                self.bar.close()
+
+        def on_log(self, _a: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> Any:
+            if not logs or "reward" not in logs:
+                return control
+            record = {"step": state.global_step, "reward": float(logs["reward"]),
+                      "kl": float(logs.get("kl", 0.0)), "loss": float(logs.get("loss", 0.0)),
+                      "sample": samples[-1][1][:200] if samples else ""}
+            run.log(record)
+            result.history.append(record)
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+                self.bar.set_postfix(reward=f"{record['reward']:.3f}", kl=f"{record['kl']:.4f}",
+                                     refresh=False)
+            if kl_budget and record["kl"] > kl_budget:
+                result.stopped = "kl budget"
+                log(f"KL {record['kl']:.4f} passed the budget {kl_budget} at step "
+                    f"{state.global_step}; stopping")
+                control.should_training_stop = True
+            return control
+
+    trainer = trl.RLOOTrainer(
+        model=model, reward_funcs=funcs, args=args,
+        train_dataset=datasets.Dataset.from_list([dict(r) for r in rows]),
+        processing_class=tokenizer, peft_config=peft_config, callbacks=[_Log(), *callbacks])
+    trainer.remove_callback(transformers.PrinterCallback)
+    run.update(status="running")
+    start = time.perf_counter()
+    try:
+        trainer.train()
+    except KeyboardInterrupt:
+        result.stopped = "interrupted"
+    result.steps = trainer.state.global_step
+    seconds = round(time.perf_counter() - start, 1)
+    top = sorted(samples, key=lambda s: -s[0])[:5]
+    result.hacking = {
+        "top": [{"reward": round(r, 4), "text": t[:300]} for r, t in top],
+        "length_correlation": _pearson([r for r, _ in samples], [len(t) for _, t in samples]),
+    }
+    if result.stopped == "interrupted":
+        run.update(status="interrupted", step=result.steps, train_seconds=seconds)
+        return result
+    policy = trainer.model
+    if "ref" in getattr(policy, "peft_config", {}):  # trl's copy of a continued adapter
+        policy.delete_adapter("ref")
+    partial = run.path / "final.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    policy.save_pretrained(partial)
+    shutil.rmtree(run.final_dir, ignore_errors=True)
+    Path(partial).rename(run.final_dir)
+    run.update(status="finished", step=result.steps, train_seconds=seconds,
+               stopped=result.stopped, reward_hacking=result.hacking,
+               rl_metrics={"first_reward": result.history[0]["reward"] if result.history else None,
+                           "last_reward": result.history[-1]["reward"] if result.history else None,
+                           "last_kl": result.history[-1]["kl"] if result.history else None})
+    return result

@@ -1,0 +1,131 @@
+"""RL (trl RLOO) on a tiny random Llama with a LoRA adapter: a toy rule reward rises, the KL
+budget stops training, rule rewards score as documented."""
+
+from __future__ import annotations
+
+import pytest
+
+from appkit.errors import AppkitError
+from finetune.rl import citation_reward, length_penalty, reward_model_reward, train_rl
+
+WORDS = ["the", "budget", "is", "ok", "no", "idea", "[1]", "[2]", "maybe", "yes"]
+
+
+def word_tokenizer():
+    """A word-level fast tokenizer: [PAD] 0, [BOS] 1, [EOS] 2, then WORDS."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[BOS]", "[EOS]", "[UNK]", *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", bos_token="[BOS]",
+                                   eos_token="[EOS]", unk_token="[UNK]")
+
+
+def tiny_policy(vocab: int, seed: int = 0):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=128, tie_word_embeddings=False,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    return LlamaForCausalLM(config)
+
+
+def says_ok(completions, **_):
+    """Toy rule: the share of words that are 'ok'."""
+    return [c.split().count("ok") / max(1, len(c.split())) for c in completions]
+
+
+ROWS = [{"prompt": p} for p in ("the budget is", "is the budget", "maybe the", "the idea is")]
+
+
+def test_a_few_rl_steps_raise_a_toy_rule_reward(tmp_path):
+    tok = word_tokenizer()
+    result = train_rl(tiny_policy(len(tok)), tok, ROWS, reward_funcs=[says_ok], name="rl-toy",
+                      beta=0.01, lr=1e-1, max_steps=24, batch_size=16, num_generations=4,
+                      max_completion_length=8, lora_r=8, root=str(tmp_path),
+                      log=lambda *_: None)
+    rewards = [h["reward"] for h in result.history]
+    assert result.steps == 24 and not result.stopped and len(rewards) == 24
+    # About 0.10 at the start (one word in ten); a few steps later clearly above it.
+    assert sum(rewards[-6:]) / 6 > sum(rewards[:6]) / 6 + 0.03
+    assert all("kl" in h and "sample" in h for h in result.history)
+    info = result.run.info
+    assert info["status"] == "finished" and info["method"] == "lora"
+    assert (result.run.final_dir / "adapter_config.json").exists()
+    assert len(info["reward_hacking"]["top"]) == 5 and "length_correlation" in info["reward_hacking"]
+
+
+def test_kl_budget_stops_training(tmp_path):
+    tok = word_tokenizer()
+    result = train_rl(tiny_policy(len(tok)), tok, ROWS, reward_funcs=[says_ok], name="rl-kl",
+                      beta=0.01, kl_budget=1e-9, lr=3e-2, max_steps=20, batch_size=8,
+                      num_generations=4, max_completion_length=6, lora_r=4, root=str(tmp_path),
+                      log=lambda *_: None)
+    assert result.stopped == "kl budget" and result.steps < 20
+    assert result.history[-1]["kl"] > 1e-9 and result.run.info["stopped"] == "kl budget"
+
+
+def test_rl_needs_a_leave_one_out_group(tmp_path):
+    with pytest.raises(AppkitError, match="num_generations >= 2"):
+        train_rl(None, None, ROWS, reward_funcs=[says_ok], name="x", num_generations=1,
+                 root=str(tmp_path))
+
+
+def test_rule_rewards():
+    assert citation_reward(["A [1].", "B [3]", "C"], sources=[2, 2, 2]) == [1.0, 0.0, 0.0]
+    assert citation_reward([[{"role": "assistant", "content": "x [2]"}]]) == [1.0]
+    assert length_penalty(["a" * 10, "a" * 410], limit=400) == [0.0, pytest.approx(-0.02)]
+
+
+def test_reward_model_reward_scores_the_reward_prompt():
+    from appkit.testing import FakeRewardModel
+
+    fake = FakeRewardModel(lambda prompt, answer: float(prompt == "Sources…" and answer == "a"))
+    f = reward_model_reward(fake)
+    assert f(prompts=["policy prompt"] * 2, completions=["a", "b"],
+             reward_prompt=["Sources…"] * 2) == [1.0, 0.0]
+
+
+def test_align_rl_continues_a_lora_run(tmp_path, monkeypatch, capsys):
+    """The command: a finished LoRA run's adapter keeps training under the citation rule."""
+    import json
+    from types import SimpleNamespace
+
+    import finetune.trainer
+    from appkit.cli import main
+    from finetune.runs import Run
+    from finetune.trainer import TrainConfig, save_weights, wrap_lora
+    from tests.finetune.conftest import write_jsonl
+
+    tok = word_tokenizer()
+    config = TrainConfig(base="smollm2-135m", data="-", r=4, targets=("q_proj", "v_proj"))
+    parent = Run.create("sft", {"base": "smollm2-135m", "base_gguf": "-", "method": "lora",
+                                "config": config.to_dict()})
+    save_weights(wrap_lora(tiny_policy(len(tok)), config), parent.final_dir, "lora")
+    parent.update(status="finished")
+
+    def fake_build(cfg, *, log=print, adapter=None):
+        import peft
+
+        model = peft.PeftModel.from_pretrained(tiny_policy(len(tok)), str(adapter),
+                                               is_trainable=True)
+        return model, SimpleNamespace(tokenizer=tok, has_chat_template=False)
+
+    monkeypatch.setattr(finetune.trainer, "build_model", fake_build)
+    rows = write_jsonl(tmp_path / "train.jsonl", [
+        {"instruction": "the budget", "input": "the budget is ok", "output": "ok [1]"},
+        {"instruction": "the idea", "input": "no idea", "output": "no [1]"}])
+    assert main(["align", "rl", "--policy", "sft", "--prompts", str(rows), "--rule", "citation",
+                 "--steps", "2", "--batch-size", "4", "--generations", "2", "--max-tokens", "4",
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    run = Run.open("sft-rl")
+    assert summary["steps"] == 2 and run.info["parent"] == "sft" and run.info["method"] == "lora"
+    assert (run.final_dir / "adapter_config.json").exists()
+    assert not (run.final_dir / "ref").exists()
