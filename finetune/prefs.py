@@ -120,13 +120,10 @@ def read_preferences(path: str | os.PathLike, *, on_error: Literal["raise", "ski
 
 def write_preferences(pairs: Sequence[Preference], path: str | os.PathLike) -> Path:
     """Write pairs as JSONL, atomically."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text("".join(json.dumps(asdict(x), ensure_ascii=False) + "\n" for x in pairs),
-                   encoding="utf-8")
-    os.replace(tmp, p)
-    return p
+    from appkit.feedback import write_jsonl
+
+    write_jsonl((asdict(x) for x in pairs), path)
+    return Path(path)
 
 
 def preferences_hash(pairs: Sequence[Preference]) -> str:
