@@ -252,6 +252,15 @@ def preference_pairs(records: Iterable[FeedbackRecord]) -> list[dict[str, Any]]:
     return pairs
 
 
+def stored_preference_pairs(data_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """:func:`preference_pairs` of every record in ``<data dir>/feedback.sqlite``."""
+    store = FeedbackStore.for_data_dir(data_dir)
+    try:
+        return preference_pairs(store.all())
+    finally:
+        store.close()
+
+
 def eval_set(records: Iterable[FeedbackRecord]) -> list[dict[str, Any]]:
     """Questions with reference answers: the correction, else an answer rated thumbs-up.
 

@@ -102,13 +102,9 @@ def auto_pairs(rows: Sequence[Example], *, refusal: str = REFUSAL, seed: int = 0
 
 def feedback_pairs(data_dir: str | os.PathLike) -> list[PreferencePair]:
     """Pairs from the app's feedback store (``<data dir>/feedback.sqlite``)."""
-    from appkit.feedback import FeedbackStore, preference_pairs
+    from appkit.feedback import stored_preference_pairs
 
-    store = FeedbackStore.for_data_dir(data_dir)
-    try:
-        rows = preference_pairs(store.all())
-    finally:
-        store.close()
+    rows = stored_preference_pairs(data_dir)
     return [PreferencePair(p.get("question", ""), p["chosen"], p["rejected"], kind=p["origin"],
                            system=p.get("system", ""), prompt=p["prompt"]) for p in rows]
 

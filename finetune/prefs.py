@@ -137,15 +137,10 @@ def preferences_hash(pairs: Sequence[Preference]) -> str:
 
 def feedback_preferences(data_dir: str | os.PathLike) -> list[Preference]:
     """Pairs from the app's feedback store (``<data dir>/feedback.sqlite``): thumbs and corrections."""
-    from appkit.feedback import FeedbackStore, preference_pairs
+    from appkit.feedback import stored_preference_pairs
 
-    store = FeedbackStore.for_data_dir(data_dir)
-    try:
-        rows = preference_pairs(store.all())
-    finally:
-        store.close()
     out = []
-    for r in rows:
+    for r in stored_preference_pairs(data_dir):
         prompt = reward_prompt(r.get("question") or r["prompt"], r.get("contexts") or ())
         if r["chosen"] != r["rejected"]:
             out.append(Preference(prompt, r["chosen"], r["rejected"], f"feedback:{r['origin']}"))
