@@ -81,10 +81,10 @@ def base_folder(base: str, *, log: Callable[[str], None] = print) -> Path:
     if folder.is_dir():
         return folder
     spec, path = resolve_model(base)
-    if spec.format == "gguf":
-        from finetune.base import load_base
+    if spec.format == "gguf":  # a small decoder: its float32 copy, converted once
+        from finetune.base import convert_gguf, resolve_base
 
-        return load_base(base, log=log).hf_dir
+        return convert_gguf(resolve_base(base)[1], log=log)
     if spec.format in ("sentence-transformers", "hf") and Path(path).is_dir():
         return Path(path)
     raise AppkitError(f"'{base}' ({spec.format}) cannot be a reward model base; use "

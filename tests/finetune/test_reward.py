@@ -106,3 +106,18 @@ def test_tokenizer_that_does_not_match_the_model_is_refused(tmp_path):
 def test_a_chat_model_is_not_a_reward_model():
     with pytest.raises(ModelNotAvailableError, match="not a reward model"):
         load_reward_model("smollm2-135m")
+
+
+def test_a_gguf_base_is_converted_once_not_loaded(tmp_path, monkeypatch):
+    import finetune.base
+    from appkit.models.catalogue import ModelSpec
+    from finetune.reward import base_folder
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    monkeypatch.setattr(finetune.base, "resolve_base",
+                        lambda name: (ModelSpec(name, "chat", "gguf"), gguf))
+    monkeypatch.setattr(finetune.base, "convert_gguf", lambda path, log=print: tmp_path / "hf")
+    monkeypatch.setattr("finetune.reward.resolve_model",
+                        lambda name: (ModelSpec(name, "chat", "gguf"), gguf))
+    assert base_folder("smollm2-135m") == tmp_path / "hf"
