@@ -386,10 +386,13 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_check)
 
     p = fsub.add_parser("export", parents=[common],
-                        help="write a GGUF (merged or LoRA), quantize it, register it")
+                        help="write a GGUF (merged or LoRA), quantize it, register it; or register "
+                             "a PEFT adapter served through transformers")
     p.add_argument("run")
     p.add_argument("--quant", default="q4_k_m", help="f16, q8_0, q4_k_m (comma-separated)")
-    p.add_argument("--mode", choices=["merged", "lora"], default="merged")
+    p.add_argument("--mode", choices=["merged", "lora", "transformers"], default="merged",
+                   help="merged GGUF, GGUF LoRA adapter, or the peft adapter served through "
+                        "transformers (prompt and prefix tuning)")
     p.add_argument("--name", default="", help="catalogue name prefix (default: the run name)")
     p.set_defaults(func=cmd_export)
 

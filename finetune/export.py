@@ -47,7 +47,7 @@ from finetune.runs import Run
 
 QUANT_TYPES = {"f16": "LLAMA_FTYPE_MOSTLY_F16", "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
                "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
-Mode = Literal["merged", "lora"]
+Mode = Literal["merged", "lora", "transformers"]
 
 
 class ExportError(AppkitError):
@@ -111,9 +111,9 @@ def read_change(run: Run, weights: Path | None = None) -> TrainedChange:
     if not gguf_exportable(method):
         raise ExportError(
             f"run '{run.name}' trained by {method}: a GGUF cannot hold a soft prompt or per-layer "
-            "prefixes and llama.cpp cannot apply them, so it is not exported; use it through "
-            f"transformers (finetune.peft_methods.load_tuned('{run.name}')), or train lora or ia3 "
-            "for a GGUF")
+            "prefixes and llama.cpp cannot apply them, so it is not exported to GGUF; serve it "
+            f"through transformers with 'appkit finetune export {run.name} --mode transformers', "
+            "or train lora or ia3 for a GGUF")
     if method == "ia3":
         return _ia3_change(run, folder, safetensors)
     if method == "lora":
@@ -349,7 +349,9 @@ def export_run(run: Run | str, *, quants: Sequence[str] = ("q4_k_m",), mode: Mod
         run: the run or its name.
         quants: ``f16``, ``q8_0`` and/or ``q4_k_m`` (merged); ignored for ``lora``, whose adapter
             applies over the base's own quantized GGUF.
-        mode: ``merged`` (a full GGUF) or ``lora`` (a GGUF LoRA adapter).
+        mode: ``merged`` (a full GGUF), ``lora`` (a GGUF LoRA adapter) or ``transformers`` (the
+            peft adapter over the float32 base, served by ``TransformersChatModel``; the only
+            route for prompt and prefix tuning).
         name: the catalogue name prefix (default: the run's name); models are ``NAME-QUANT``
             (``NAME-lora`` for an adapter).
         register: write catalogue entries (``appkit models`` lists them).
@@ -362,6 +364,8 @@ def export_run(run: Run | str, *, quants: Sequence[str] = ("q4_k_m",), mode: Mod
     """
     run = run if isinstance(run, Run) else Run.open(run)
     info = run.info
+    if mode == "transformers":
+        return export_transformers(run, name=name, register=register, log=log)
     for q in quants:
         if q not in QUANT_TYPES:
             raise ExportError(f"unknown quantization '{q}'; choose from {', '.join(QUANT_TYPES)}")
@@ -398,7 +402,7 @@ def export_run(run: Run | str, *, quants: Sequence[str] = ("q4_k_m",), mode: Mod
             for q, path in files.items():
                 check_loads(path)
         else:
-            raise ExportError(f"unknown export mode '{mode}'; use merged or lora")
+            raise ExportError(f"unknown export mode '{mode}'; use merged, lora or transformers")
         # Files move in one by one (each rename is atomic), so exports of other modes or
         # quantizations already in the folder, and their catalogue entries, stay valid.
         folder.mkdir(parents=True, exist_ok=True)
@@ -435,3 +439,56 @@ def export_run(run: Run | str, *, quants: Sequence[str] = ("q4_k_m",), mode: Mod
     seconds = time.perf_counter() - start
     run.update(exports={**info.get("exports", {}), **{m.name: m.local_path for m in models}})
     return ExportResult(models, folder, files, seconds)
+
+
+def export_transformers(run: Run, *, name: str = "", register: bool = True,
+                        log: Callable[[str], None] = print) -> ExportResult:
+    """Register a PEFT run as a transformers model: its adapter over the float32 base.
+
+    The adapter is copied into ``exports/NAME`` (through a ``.partial`` folder) and registered as
+    ``NAME-transformers`` (format ``hf``), which ``chat.model`` can name; the app serves it with
+    :class:`~appkit.models.transformers_chat.TransformersChatModel`.
+
+    Raises:
+        ExportError: not a PEFT run, no final adapter, or the float32 base is gone.
+    """
+    from finetune.peft_methods import is_peft
+
+    info = run.info
+    method = info.get("method", "lora")
+    if not is_peft(method):
+        raise ExportError(f"run '{run.name}' is a {method} run; --mode transformers exports PEFT "
+                          "adapters (use --mode merged for it)")
+    if not (run.final_dir / "adapter_config.json").exists():
+        raise ExportError(f"run '{run.name}' has no final adapter ({info.get('status')})")
+    hf_dir = Path(info.get("hf_dir", ""))
+    if not (hf_dir / "config.json").exists():
+        raise ExportError(f"the float32 base {hf_dir} of run '{run.name}' is gone; train again")
+    start = time.perf_counter()
+    name = name or run.name
+    folder = exports_dir() / name
+    tmp = exports_dir() / f".{name}.{os.getpid()}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(run.final_dir, tmp / "adapter")
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(folder / "adapter", ignore_errors=True)
+        os.replace(tmp / "adapter", folder / "adapter")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    base_spec = get_spec(info["base"])
+    adapter = folder / "adapter"
+    spec = ModelSpec(
+        name=f"{name}-transformers", role=base_spec.role, format="hf", local_path=str(hf_dir),
+        size=sum(f.stat().st_size for f in adapter.iterdir()),
+        lineage={"base": base_spec.name, "run": run.name, "method": method,
+                 "data": info.get("data"), "data_hash": info.get("data_hash"),
+                 "steps": info.get("step"), "metrics": info.get("metrics", {}),
+                 "mode": "transformers", "adapter_path": str(adapter),
+                 "exported": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        description=f"{run.name} on {base_spec.name} ({method}), served through transformers: "
+                    "a GGUF cannot hold it")
+    model = register_model(spec, persist=True) if register else spec
+    log(f"{model.name}: {method} adapter over {hf_dir.name}, served through transformers")
+    run.update(exports={**info.get("exports", {}), model.name: model.local_path})
+    return ExportResult([model], folder, {"adapter": adapter}, time.perf_counter() - start)

@@ -60,9 +60,15 @@ def make_chat_model(profile: Profile, model: str | None = None, **overrides: Any
         from appkit.models.openai_compat import make_openai_chat_model
 
         return make_openai_chat_model(name, **settings)
+    spec, path = resolve_model(name)
+    if spec.format == "hf":  # tuned models a GGUF cannot hold (soft prompts, prefixes)
+        from appkit.models.transformers_chat import TransformersChatModel
+
+        return TransformersChatModel(
+            model_path=str(path), adapter_path=spec.lineage.get("adapter_path", ""),
+            model_name=spec.name, chat_template=spec.role == "chat", **settings)
     from appkit.models.llama_cpp import LlamaCppChatModel
 
-    spec, path = resolve_model(name)
     return LlamaCppChatModel(
         model_path=str(path), model_name=spec.name, n_ctx=profile.chat.n_ctx,
         n_threads=profile.chat.n_threads, lora_path=spec.lineage.get("lora_path", ""), **settings,

@@ -168,3 +168,41 @@ def test_train_config_picks_the_profile_method(tmp_path, monkeypatch):
     assert (config.method, config.r, config.virtual_tokens, config.lr) == (
         "prefix-tuning", 4, 7, 1e-2)
     assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_export_transformers_registers_a_model_the_app_can_use(tmp_path):
+    from appkit.config import Profile
+    from appkit.models import make_chat_model
+    from appkit.models.catalogue import get_spec
+    from appkit.models.transformers_chat import TransformersChatModel
+    from finetune.export import export_run
+    from tests.models.test_transformers_chat import save_tiny_model
+
+    transformers = pytest.importorskip("transformers")
+    hf_dir = save_tiny_model(tmp_path / "base-hf")
+    model = wrap_peft(transformers.AutoModelForCausalLM.from_pretrained(str(hf_dir)),
+                      _config("prompt-tuning"))
+    run = Run.create("soft", {"base": "smollm2-135m", "base_gguf": "base.gguf",
+                              "method": "prompt-tuning", "hf_dir": str(hf_dir),
+                              "data_hash": "abc"}, root=tmp_path)
+    save_weights(model, run.final_dir, "prompt-tuning")
+    run.update(status="finished", step=3)
+    with pytest.raises(ExportError, match="--mode transformers"):
+        export_run(run, quants=("q8_0",))
+    result = export_run(run, mode="transformers", name="soft", log=lambda s: None)
+    spec = get_spec("soft-transformers")
+    assert spec.format == "hf" and spec.local_path == str(hf_dir)
+    assert spec.lineage["method"] == "prompt-tuning" and "transformers" in spec.description
+    assert (result.folder / "adapter" / "adapter_config.json").exists()
+    llm = make_chat_model(Profile(), "soft-transformers", max_tokens=3, temperature=0.0)
+    assert isinstance(llm, TransformersChatModel)
+    assert llm.adapter_path == spec.lineage["adapter_path"]
+    assert isinstance(llm.invoke("What is it ?").content, str)
+
+
+def test_export_transformers_refuses_full_runs(tmp_path, make_tiny):
+    from finetune.export import export_run
+
+    run = Run.create("full-run", {"base": "smollm2-135m", "method": "full"}, root=tmp_path)
+    with pytest.raises(ExportError, match="--mode merged"):
+        export_run(run, mode="transformers")

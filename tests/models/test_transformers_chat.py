@@ -1,0 +1,96 @@
+"""``TransformersChatModel`` on a tiny random Llama saved with a word-level tokenizer: prompts,
+generation settings, stop strings, usage, token counts, a peft adapter on top, and the catalogue
+route (``format = "hf"``) through ``make_chat_model``."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.messages import HumanMessage
+
+from appkit.config import Profile
+from appkit.models import make_chat_model
+from appkit.models.catalogue import ModelSpec, register_model
+from appkit.models.transformers_chat import TransformersChatModel
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+WORDS = ["<pad>", "<s>", "</s>", "<unk>", "Sources:", "Question:", "Answer:", "What", "is", "it",
+         "the", "sky", "blue", "Paris", "[1]", "?", "."]
+
+
+def save_tiny_model(folder, *, seed: int = 0):
+    """A two-layer random Llama and a word-level tokenizer, saved as a transformers folder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>",
+                                                eos_token="</s>", pad_token="<pad>",
+                                                unk_token="<unk>")
+    fast.save_pretrained(str(folder))
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(
+        vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    model = transformers.LlamaForCausalLM(config)
+    model.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-hf"))
+
+
+def test_generates_with_usage_and_counts_tokens(tiny_folder):
+    llm = TransformersChatModel(model_path=str(tiny_folder), chat_template=False, max_tokens=5,
+                                temperature=0.0)
+    message = llm.invoke("What is it ?")
+    assert isinstance(message.content, str)
+    assert message.usage_metadata["output_tokens"] <= 5
+    prompt = llm.render([HumanMessage("What is it ?")])
+    assert prompt == "What is it ?\nAnswer:"  # the plain completion prompt of base models
+    assert message.usage_metadata["input_tokens"] == len(llm.warm_up().tokenizer(prompt).input_ids)
+    assert message.response_metadata["finish_reason"] in ("stop", "length")
+    assert llm.get_num_tokens("What is the sky") == 4
+
+
+def test_stop_strings_cut_the_answer(tiny_folder, monkeypatch):
+    llm = TransformersChatModel(model_path=str(tiny_folder), chat_template=False, max_tokens=8,
+                                temperature=0.0)
+    loaded = llm.warm_up()
+    monkeypatch.setattr(loaded.tokenizer.__class__, "decode",
+                        lambda self, ids, **kw: "Paris [1]\n\nQuestion: more")
+    assert llm.invoke("What is it ?").content == "Paris [1]"
+    assert llm.invoke("x", stop=["[1]"]).content == "Paris "
+
+
+def test_sampling_is_seeded(tiny_folder):
+    llm = TransformersChatModel(model_path=str(tiny_folder), chat_template=False, max_tokens=6,
+                                temperature=1.0, top_k=0, top_p=1.0, seed=7, stop=["</never>"])
+    assert llm.invoke("What is it ?").content == llm.invoke("What is it ?").content
+
+
+def test_a_peft_adapter_changes_the_output_distribution(tiny_folder, tmp_path):
+    peft = pytest.importorskip("peft")
+    base = transformers.AutoModelForCausalLM.from_pretrained(str(tiny_folder))
+    tuned = peft.get_peft_model(base, peft.PromptTuningConfig(num_virtual_tokens=3,
+                                                              task_type="CAUSAL_LM"))
+    tuned.save_pretrained(str(tmp_path / "adapter"))
+    llm = TransformersChatModel(model_path=str(tiny_folder), adapter_path=str(tmp_path / "adapter"),
+                                chat_template=False, max_tokens=3, temperature=0.0)
+    loaded = llm.warm_up()
+    assert isinstance(loaded.model, peft.PeftModel)
+    assert isinstance(llm.invoke("What is it ?").content, str)
+
+
+def test_catalogue_hf_models_get_the_transformers_backend(tiny_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("APPKIT_CACHE", str(tmp_path / "cache"))
+    register_model(ModelSpec(name="tiny-soft-prompt", role="completion", format="hf",
+                             local_path=str(tiny_folder), lineage={"adapter_path": ""}))
+    llm = make_chat_model(Profile(), "tiny-soft-prompt", max_tokens=4)
+    assert isinstance(llm, TransformersChatModel)
+    assert llm.model_path == str(tiny_folder) and not llm.chat_template and llm.max_tokens == 4
