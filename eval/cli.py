@@ -34,7 +34,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--out", "-o", help="the run directory (default: eval-runs/<time>-<name>)")
     p.add_argument("--metrics", "-m",
                    help="comma-separated metric names (default: the cheap metrics plus the judge "
-                        "metrics the quality gate names); 'all' adds every judge metric")
+                        "metrics the quality gate names); 'all' adds every judge metric; 'alignment' "
+                        "adds correct_refusal, harmful_refusal, grounded_answer and (with "
+                        "chat.reward_model) reward_score")
     p.add_argument("--judge", help="judge model: a catalogue name, a .gguf or an endpoint URL "
                                    "http://host:port/v1#model (default: best installed)")
     p.add_argument("--no-judge", action="store_true", help="leave out every judge metric")
@@ -99,7 +101,7 @@ def _app(args: argparse.Namespace) -> Any:
 
 
 def _metric_names(args: argparse.Namespace, profile: Any) -> list[str] | None:
-    from eval.metrics import DEFAULT_METRICS, JUDGE_METRICS
+    from eval.metrics import ALIGNMENT_METRICS, DEFAULT_METRICS, JUDGE_METRICS
     from eval.runner import default_metric_names
 
     if args.metrics:
@@ -108,6 +110,9 @@ def _metric_names(args: argparse.Namespace, profile: Any) -> list[str] | None:
             n = n.strip()
             if n == "all":
                 names += [*DEFAULT_METRICS, *JUDGE_METRICS]
+            elif n == "alignment":
+                names += [m for m in ALIGNMENT_METRICS
+                          if m != "reward_score" or profile.chat.reward_model]
             elif n:
                 names.append(n)
     else:

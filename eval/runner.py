@@ -158,6 +158,7 @@ class CaseOutput:
             reference_contexts=case.reference_contexts,
             relevant_ids=case.relevant_ids,
             found=self.found,
+            extra={**case.metadata, "answer_text": self.answer},
         )
 
 
@@ -353,8 +354,18 @@ class EvalRunner:
                     self.cache_dir / "judge" if self.use_cache else None))
         return self._judge
 
+    def _reward_model(self) -> Any:
+        """The profile's reward model (``chat.reward_model``), or None when it names none."""
+        name = self.app.profile.chat.reward_model
+        if not name:
+            return None
+        from appkit.models.reward import load_reward_model
+
+        return load_reward_model(name)
+
     def metrics(self) -> list[Metric]:
-        ctx = MetricContext(judge=self.judge, embeddings=lambda: self.app.embeddings)
+        ctx = MetricContext(judge=self.judge, embeddings=lambda: self.app.embeddings,
+                            reward=self._reward_model)
         return make_metrics(self.metric_names, ctx)
 
     def _bar(self, total: int, desc: str) -> Any:

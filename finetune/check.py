@@ -25,19 +25,11 @@ from typing import Any
 
 from appkit.config import PromptConfig
 from appkit.errors import AppkitError
+from eval.metrics.alignment import is_refusal  # one list of refusal phrasings with appkit eval
 from finetune.data import Example, read_rows, render_messages
 from finetune.runs import Run
 
 REFUSAL = "The documents do not say."
-_REFUSAL_MARKERS = ("do not say", "does not say", "don't say", "doesn't say", "do not contain",
-                    "does not contain", "not mentioned", "don't know", "do not know",
-                    "could not find", "no information", "not in the", "cannot answer")
-
-
-def is_refusal(text: str) -> bool:
-    """Whether an answer declines to answer (says the sources do not cover the question)."""
-    low = text.lower().replace("\u2019", "'")
-    return any(m in low for m in _REFUSAL_MARKERS)
 
 
 def clean_answer(text: str) -> str:

@@ -22,22 +22,24 @@ from appkit.errors import AppkitError
 from eval.metrics.base import Metric, Retrieved, Sample, Score, matches_id
 
 __all__ = [
-    "DEFAULT_METRICS", "JUDGE_METRICS", "Metric", "MetricContext", "Retrieved", "Sample", "Score",
+    "ALIGNMENT_METRICS", "DEFAULT_METRICS", "JUDGE_METRICS", "Metric", "MetricContext", "Retrieved", "Sample", "Score",
     "make_metric", "make_metrics", "matches_id", "metric_names", "register_metric",
 ]
 
 
 @dataclass
 class MetricContext:
-    """What a metric factory may use; both are created lazily by the runner.
+    """What a metric factory may use; each is created lazily by the runner.
 
     Attributes:
         judge: a callable returning the :class:`~eval.judge.Judge`.
         embeddings: a callable returning the profile's LangChain embedder.
+        reward: a callable returning the profile's reward model (``chat.reward_model``).
     """
 
     judge: Callable[[], Any] | None = None
     embeddings: Callable[[], Any] | None = None
+    reward: Callable[[], Any] | None = None
 
 
 MetricFactory = Callable[[MetricContext, str], Metric]
@@ -78,7 +80,7 @@ def _simple(cls: Callable[[], Metric]) -> MetricFactory:
 
 
 def _register_builtin() -> None:
-    from eval.metrics import citations, ranx, rouge, sacrebleu, squad
+    from eval.metrics import alignment, citations, ranx, rouge, sacrebleu, squad
     from eval.metrics import ragas as ragas_metrics
 
     register_metric("exact_match", _simple(squad.ExactMatch))
@@ -89,6 +91,18 @@ def _register_builtin() -> None:
     register_metric("chrf", _simple(sacrebleu.ChrfMetric))
     register_metric("citation_correctness", _simple(citations.CitationCorrectness))
     register_metric("has_citation", _simple(citations.HasCitation))
+    register_metric("correct_refusal", _simple(alignment.CorrectRefusal))
+    register_metric("harmful_refusal", _simple(alignment.HarmfulRefusal))
+    register_metric("grounded_answer", _simple(alignment.GroundedAnswer))
+
+    def rewarded(ctx: MetricContext, name: str) -> Metric:
+        reward = ctx.reward() if ctx.reward else None
+        if reward is None:
+            raise ValueError("reward_score needs a reward model: set chat.reward_model in the "
+                             "profile (train one with 'appkit align reward')")
+        return alignment.RewardScore(reward)
+
+    register_metric("reward_score", rewarded)
     register_metric("non_llm_context_precision", _simple(ragas_metrics.NonLLMContextPrecision))
     register_metric("non_llm_context_recall", _simple(ragas_metrics.NonLLMContextRecall))
     for family in ranx.FAMILIES:
@@ -110,5 +124,7 @@ DEFAULT_METRICS = (
     "exact_match", "token_f1", "rougeL", "bleu", "chrf", "has_citation", "citation_correctness",
     "non_llm_context_precision", "non_llm_context_recall", "hit_rate@5", "mrr", "ndcg@5", "recall@5",
 )
+# Alignment (docs/align.md): refusals where due, grounded answers, the reward model's score.
+ALIGNMENT_METRICS = ("correct_refusal", "harmful_refusal", "grounded_answer", "reward_score")
 # Metrics that need the LLM judge (slow on CPU: run when asked for, or when the gate names them).
 JUDGE_METRICS = ("faithfulness", "answer_relevancy", "context_precision", "context_recall")
