@@ -84,7 +84,11 @@ def _ia3(model: Any, **_: Any) -> Any:
 
 def _prompt(model: Any, *, virtual_tokens: int = 20, **_: Any) -> Any:
     peft = require("peft", extra="finetune")
-    return peft.PromptTuningConfig(num_virtual_tokens=virtual_tokens, task_type="CAUSAL_LM")
+    # start from embeddings of random vocabulary tokens (Lester et al. 2021 found this better than
+    # a random init): the soft prompt then has the scale of real inputs, also for Gemma, whose
+    # embedding layer multiplies by sqrt(hidden) and whose soft prompts bypass that layer
+    return peft.PromptTuningConfig(num_virtual_tokens=virtual_tokens, task_type="CAUSAL_LM",
+                                   prompt_tuning_init="SAMPLE_VOCAB")
 
 
 def _prefix(model: Any, *, virtual_tokens: int = 20, **_: Any) -> Any:
