@@ -181,7 +181,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_rl(args: argparse.Namespace) -> int:
     from appkit.models.reward import load_reward_model
     from finetune.data import read_rows
-    from finetune.rl import citation_reward, length_penalty, policy_rows, reward_model_reward, train_rl
+    from finetune.rl import (
+        citation_reward, length_penalty, policy_rows, reward_model_reward, train_rl,
+        with_unanswerable)
     from finetune.runs import Run, loss_curve
     from finetune.trainer import TrainConfig, build_model
 
@@ -205,6 +207,7 @@ def cmd_rl(args: argparse.Namespace) -> int:
     rows = read_rows(args.prompts)[0]
     if args.max_prompts:
         rows = rows[:args.max_prompts]
+    rows = with_unanswerable(rows, args.unanswerable, seed=args.seed)
     config = TrainConfig.from_dict(info["config"])
     config.threads, config.seed = args.threads, args.seed
     model, base = build_model(config, adapter=parent.final_dir)
@@ -300,6 +303,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--generations", type=int, default=4, help="samples per prompt")
     p.add_argument("--max-tokens", type=int, default=64, help="longest sampled answer")
     p.add_argument("--max-prompts", type=int, default=0)
+    p.add_argument("--unanswerable", type=float, default=0.0, metavar="SHARE",
+                   help="add this share of unanswerable variants (an unrelated passage, the "
+                        "refusal rewarded)")
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--name", default="", help="new run name (default: POLICY-rl)")
     p.add_argument("--threads", type=int, default=0)

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import math
+import random
 import re
 import shutil
 import sys
@@ -34,6 +35,8 @@ from typing import Any
 
 from appkit.errors import AppkitError
 from appkit.lazy import require
+from finetune.check import REFUSAL
+from finetune.data import Example
 from finetune.runs import Run
 
 _CITE = re.compile(r"\[(\d{1,3})\]")
@@ -48,16 +51,24 @@ def _text(completion: Any) -> str:
 
 
 def citation_reward(completions: Sequence[Any], sources: Sequence[int] | None = None,
-                    **_: Any) -> list[float]:
-    """1 when the answer cites at least one source and every cited number exists, else 0.
+                    answerable: Sequence[bool] | None = None, **_: Any) -> list[float]:
+    """1 when the answer cites at least one source and every cited number exists, else 0; on
+    rows marked unanswerable, 1 for saying the documents do not cover it (and citing nothing).
 
     Args:
         completions: the sampled answers.
         sources: per row, how many sources its prompt numbered (default: any number counts).
+        answerable: per row, whether its sources hold the answer (default: all do).
     """
+    from eval.metrics.alignment import is_refusal
+
     out = []
     for i, c in enumerate(completions):
-        cited = {int(n) for n in _CITE.findall(_text(c))}
+        text = _text(c)
+        cited = {int(n) for n in _CITE.findall(text)}
+        if answerable is not None and not answerable[i]:
+            out.append(1.0 if is_refusal(text) and not cited else 0.0)
+            continue
         n = sources[i] if sources is not None else None
         out.append(1.0 if cited and (n is None or all(1 <= x <= n for x in cited)) else 0.0)
     return out
@@ -130,8 +141,21 @@ def policy_rows(rows: Sequence[Any], tokenizer: Any, chat_template: bool,
         passages = [r.input] if r.input else []
         out.append({"prompt": prompt_text(render_messages(r, prompt), tokenizer, chat_template),
                     "reward_prompt": reward_prompt(r.instruction, passages),
-                    "sources": len(passages)})
+                    "sources": len(passages), "answerable": r.output != REFUSAL})
     return out
+
+
+def with_unanswerable(rows: Sequence[Any], share: float, *, seed: int = 0) -> list[Any]:
+    """The rows plus ``share`` of them again with an unrelated passage and the refusal as answer
+    (SQuAD v2 style), so RL rewards refusing where the sources do not hold the answer."""
+    from finetune.dpo import auto_pairs
+
+    if share <= 0:
+        return list(rows)
+    variants = [Example(p.question, REFUSAL, input=p.context, group="unanswerable")
+                for p in auto_pairs(rows, seed=seed, answerable=False)]
+    random.Random(seed).shuffle(variants)
+    return [*rows, *variants[:max(1, round(len(rows) * share))]]
 
 
 def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,

@@ -80,7 +80,25 @@ def test_rl_needs_a_leave_one_out_group(tmp_path):
 def test_rule_rewards():
     assert citation_reward(["A [1].", "B [3]", "C"], sources=[2, 2, 2]) == [1.0, 0.0, 0.0]
     assert citation_reward([[{"role": "assistant", "content": "x [2]"}]]) == [1.0]
+    assert citation_reward(["The documents do not say.", "It is 40k [1].",
+                            "The documents do not say [1]."],
+                           answerable=[False, False, False]) == [1.0, 0.0, 0.0]
     assert length_penalty(["a" * 10, "a" * 410], limit=400) == [0.0, pytest.approx(-0.02)]
+
+
+def test_unanswerable_variants_pair_questions_with_other_passages():
+    from finetune.check import REFUSAL
+    from finetune.data import Example
+    from finetune.rl import policy_rows, with_unanswerable
+
+    rows = [Example(f"q{i}?", f"a{i}", input=f"passage {i}", group=str(i)) for i in range(4)]
+    mixed = with_unanswerable(rows, 0.5, seed=1)
+    extra = mixed[4:]
+    assert mixed[:4] == rows and len(extra) == 2
+    assert all(e.output == REFUSAL and e.input != f"passage {e.instruction[1]}" for e in extra)
+    policy = policy_rows(mixed, word_tokenizer(), False)
+    assert [r["answerable"] for r in policy] == [True] * 4 + [False] * 2
+    assert policy[0]["reward_prompt"].startswith("Sources:\n[1] passage 0")
 
 
 def test_reward_model_reward_scores_the_reward_prompt():
@@ -122,7 +140,7 @@ def test_align_rl_continues_a_lora_run(tmp_path, monkeypatch, capsys):
         {"instruction": "the budget", "input": "the budget is ok", "output": "ok [1]"},
         {"instruction": "the idea", "input": "no idea", "output": "no [1]"}])
     assert main(["align", "rl", "--policy", "sft", "--prompts", str(rows), "--rule", "citation",
-                 "--steps", "2", "--batch-size", "4", "--generations", "2", "--max-tokens", "4",
+                 "--steps", "2", "--unanswerable", "0.5", "--batch-size", "4", "--generations", "2", "--max-tokens", "4",
                  "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     run = Run.open("sft-rl")
