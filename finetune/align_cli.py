@@ -244,6 +244,53 @@ def cmd_rl(args: argparse.Namespace) -> int:
     return 130 if result.stopped == "interrupted" else 0
 
 
+TABLE_METRICS = ("token_f1", "correct_refusal", "harmful_refusal", "grounded_answer",
+                 "reward_score")
+
+
+def method_table(entries: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """One row per method: eval-run means of :data:`TABLE_METRICS` and training minutes.
+
+    Args:
+        entries: ``(label, eval run folder, training run name or "")``.
+    """
+    from eval.runner import load_run
+    from finetune.runs import Run
+
+    rows = []
+    for label, run_dir, train in entries:
+        summary, _ = load_run(run_dir)
+        row: dict[str, Any] = {"method": label}
+        for m in TABLE_METRICS:
+            row[m] = (summary.get("metrics", {}).get(m) or {}).get("mean")
+        seconds = Run.open(train).info.get("train_seconds") if train else None
+        row["train_minutes"] = round(seconds / 60, 1) if seconds is not None else None
+        rows.append(row)
+    return rows
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    entries = []
+    for item in args.runs:
+        label, sep, rest = item.partition("=")
+        if not sep or not rest:
+            raise AppkitError(f"expected LABEL=EVAL_RUN[:TRAIN_RUN], got '{item}'")
+        run_dir, _, train = rest.partition(":")
+        entries.append((label, run_dir, train))
+    rows = method_table(entries)
+    if args.json:
+        _print_json(rows)
+        return 0
+    cols = ["method", *TABLE_METRICS, "train_minutes"]
+    cells = [[("-" if r[c] is None else f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]))
+              for c in cols] for r in rows]
+    widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    for x in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(x, widths)))
+    return 0
+
+
 def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairs", action="append", metavar="FILE",
                    help="preference JSONL: prompt, chosen, rejected, source (repeatable)")
@@ -311,6 +358,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_rl)
+
+    p = asub.add_parser("table", parents=[common],
+                        help="methods side by side: F1, refusals, grounding, reward, minutes")
+    p.add_argument("runs", nargs="+", metavar="LABEL=EVAL_RUN[:TRAIN_RUN]",
+                   help="an 'appkit eval run' folder per method, with its training run if any")
+    p.set_defaults(func=cmd_table)
 
     p = asub.add_parser("score", parents=[common], help="score an answers file with a reward model")
     p.add_argument("--reward", required=True, help="catalogue name or folder of the reward model")

@@ -18,7 +18,7 @@ def _qa_rows(n: int = 8) -> list[dict]:
 def test_align_commands_are_registered(capsys):
     assert main(["align"]) == 0
     out = capsys.readouterr().out
-    for action in ("pairs", "reward", "score"):
+    for action in ("pairs", "reward", "score", "rl", "table"):
         assert action in out
 
 
@@ -62,3 +62,30 @@ def test_reward_then_score(tmp_path, capsys):
     missing = write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "answer": "a"}, {"answer": "a"}])
     assert main(["align", "score", "--reward", "cli-rm", "--answers", str(missing)]) == 2
     assert "bad.jsonl, line 2: give 'prompt' or 'question'" in capsys.readouterr().err
+
+
+def test_method_table(tmp_path, capsys):
+    from finetune.runs import Run
+
+    def eval_run(name, **means):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps(
+            {"metrics": {k: {"mean": v} for k, v in means.items()}}))
+        (d / "cases.jsonl").write_text("")
+        return d
+
+    base = eval_run("base", token_f1=0.5, correct_refusal=0.2)
+    rl = eval_run("rl", token_f1=0.49, correct_refusal=0.6, reward_score=1.5)
+    Run.create("rl-run", {}).update(train_seconds=90)
+    assert main(["align", "table", f"base={base}", f"rl={rl}:rl-run", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0] == {"method": "base", "token_f1": 0.5, "correct_refusal": 0.2,
+                       "harmful_refusal": None, "grounded_answer": None, "reward_score": None,
+                       "train_minutes": None}
+    assert rows[1]["reward_score"] == 1.5 and rows[1]["train_minutes"] == 1.5
+    assert main(["align", "table", f"base={base}", f"rl={rl}:rl-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["method", "token_f1", "correct_refusal"]
+    assert out[2].startswith("rl ") and "0.600" in out[2] and "1.5" in out[2]
+    assert main(["align", "table", "nolabel"]) == 2
