@@ -267,7 +267,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         _print_json(rows)
     else:
         for r in rows:
-            print(f"{r['name']:<40} {r['base']:<16} {r['method']:<5} {r['status']:<12} "
+            print(f"{r['name']:<40} {r['base']:<16} {r['method']:<13} {r['status']:<12} "
                   f"step {r['step']}  loss {r['last_loss']}")
         if not rows:
             print(f"no runs yet (in {runs_dir()})")

@@ -3,9 +3,9 @@
 Two routes, both built on the base model's own GGUF (its metadata and tokenizer are copied as they
 are, with the ``gguf`` package):
 
-* ``merged``: every base tensor is dequantized, the trained change (LoRA ``B @ A * alpha / r``, IA3's
-  ``W * (scale - 1)``, or the full fine-tune's difference to the base) is added under the GGUF tensor name (``gguf``'s
-  tensor-name map gives HF -> GGUF names), and an F16 GGUF is written; llama.cpp's own quantizer
+* ``merged``: every base tensor is dequantized, the trained change (LoRA ``B @ A * alpha / r``,
+  IA3's ``W * (scale - 1)``, or the full fine-tune's difference to the base) is added under the
+  GGUF tensor name (``gguf``'s tensor-name map gives HF -> GGUF names), and an F16 GGUF is written; llama.cpp's own quantizer
   (``llama_cpp.llama_model_quantize``) then makes Q8_0 or Q4_K_M from it.
 * ``lora``: the adapter becomes a GGUF LoRA (``<tensor>.lora_a`` / ``.lora_b``, ``adapter.lora.alpha``)
   that llama-cpp-python applies with ``lora_path`` over the unchanged base GGUF.

@@ -20,16 +20,17 @@ model) and a data size, :func:`make_plan` works out:
   for prompt tuning). Every method backpropagates through all layers, so all keep the activations.
 * **Trainable parameters** of LoRA (rank ``finetune.lora_r``, all seven projections:
   ``r x (in + out)`` each), IA3 (one scale per output of ``k``/``v`` and per input of ``down``),
-  prompt tuning (``virtual_tokens x h``) and prefix tuning (``virtual_tokens x 2 x layers x kv_dim``).
+  prompt tuning (``virtual_tokens x h``) and prefix tuning
+  (``virtual_tokens x 2 x layers x kv_dim``).
 * **Tokens and FLOPs**: compute-optimal pre-training data is about 20 tokens per parameter
   (Hoffmann et al. 2022); training costs about ``6 x P x tokens`` FLOPs (forward 2, backward 4).
 * **Time on this machine**: a micro-benchmark builds the model's own architecture (random weights:
-  the arithmetic is the same) with transformers on the CPU and times a few AdamW steps of full
-  fine-tuning, LoRA and prompt tuning at the planned batch and sequence length (after one warm-up
-  step). Tokens per second from those steps give the time of each approach; DPO (RLHF) is
-  counted as 2 sequences trained plus 2 reference forwards (a third of a step each) per pair, so
-  ``8/3`` of LoRA's time on the same tokens. ``--no-measure`` skips the benchmark and leaves the
-  times empty.
+  the arithmetic is the same) with transformers on the device training would use and times a
+  few AdamW steps of full fine-tuning, LoRA and the profile's PEFT method at the planned batch and
+  sequence length (after one warm-up step). Tokens per second from those steps give the time of
+  each approach; DPO (RLHF) is counted as 2 sequences trained plus 2 reference forwards (a third
+  of a step each) per pair, so ``8/3`` of LoRA's time on the same tokens. ``--no-measure`` skips
+  the benchmark and leaves the times empty.
 
 Example:
     >>> from finetune.plan import ModelShape, make_plan
@@ -420,7 +421,8 @@ def inference_memory(shape: ModelShape, n_ctx: int) -> dict[str, dict[str, int]]
     return out
 
 
-def trainable_params(shape: ModelShape, method: str, *, r: int = 8, virtual_tokens: int = 20) -> int:
+def trainable_params(shape: ModelShape, method: str, *, r: int = 8,
+                     virtual_tokens: int = 20) -> int:
     """Parameters each method trains (see the module docstring for the formulas).
 
     Raises:
@@ -471,7 +473,8 @@ def measure_steps(shape: ModelShape, methods: tuple[str, ...] = ("full", "lora",
     """Seconds per AdamW step of each method on this machine, on the model's own architecture.
 
     The model is built from its config with random weights (the arithmetic is the same as with
-    the trained ones), on the CPU in float32, one warm-up step then ``steps`` timed steps.
+    the trained ones), in float32 on the device ``appkit finetune`` would train on (a GPU when
+    torch sees one, else the CPU), one warm-up step then ``steps`` timed steps.
 
     Raises:
         PlanError: the model is not a decoder transformers can build.
@@ -481,6 +484,9 @@ def measure_steps(shape: ModelShape, methods: tuple[str, ...] = ("full", "lora",
     peft = require("peft", extra="finetune")
     if not shape.decoder or not shape.config:
         raise PlanError(f"cannot time '{shape.name}': only decoder language models are measured")
+    from finetune.trainer import pick_device
+
+    device = pick_device()
     torch.set_num_threads(threads or os.cpu_count() or 1)
     try:
         cfg = transformers.AutoConfig.for_model(**shape.config)
@@ -494,10 +500,10 @@ def measure_steps(shape: ModelShape, methods: tuple[str, ...] = ("full", "lora",
         if method != "full":
             model = peft.get_peft_model(model, peft_config(method, model, r=r,
                                                            virtual_tokens=virtual_tokens))
-        model.train()
+        model.to(device).train()
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=1e-5)
-        ids = torch.randint(0, shape.vocab, (batch, seq))
+        ids = torch.randint(0, shape.vocab, (batch, seq), device=device)
         times = []
         for i in range(steps + 1):
             t0 = time.perf_counter()
@@ -505,6 +511,8 @@ def measure_steps(shape: ModelShape, methods: tuple[str, ...] = ("full", "lora",
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
+            if device == "cuda":
+                torch.cuda.synchronize()
             if i:
                 times.append(time.perf_counter() - t0)
         out[method] = sum(times) / len(times)
@@ -814,7 +822,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add ``plan`` to the ``appkit`` command line (entry point ``appkit.commands: plan``)."""
     p = subparsers.add_parser(
-        "plan", parents=[common], help="will it fit, how long will it take: prompt, tune or pretrain?",
+        "plan", parents=[common],
+        help="will it fit, how long will it take: prompt, tune or pretrain?",
         description="Parameters, memory to run and to train, tokens, FLOPs and measured time on "
         "this machine for a model and a data size, with a recommendation.")
     p.add_argument("model", help="catalogue name, .gguf file, or transformers folder/config.json")
