@@ -235,22 +235,25 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
     samples: list[tuple[float, str]] = []
     weights = list(reward_weights or [1.0] * len(reward_funcs))
 
-    def _recorded(f: RewardFunc, w: float, first: bool) -> RewardFunc:
-        # The first function also records the total reward of each sample, for the hacking check.
+    pending: list[list[float]] = []
+
+    def _recorded(f: RewardFunc, w: float, last: bool) -> RewardFunc:
+        # trl calls the functions in order on the same completions; the last one adds up the
+        # weighted values (no function runs twice) for the reward-hacking check.
         def wrapped(prompts: Any, completions: Any, **kw: Any) -> list[float]:
             values = f(prompts=prompts, completions=completions, **kw)
-            if first:
-                totals = [w * v for v in values]
-                for g, gw in zip(reward_funcs[1:], weights[1:]):
-                    totals = [t + gw * v for t, v in
-                              zip(totals, g(prompts=prompts, completions=completions, **kw))]
+            pending.append([w * (v if v is not None else 0.0) for v in values])
+            if last:
+                totals = [sum(vs) for vs in zip(*pending)]
                 samples.extend((t, _text(c)) for t, c in zip(totals, completions))
+                pending.clear()
             return values
 
         wrapped.__name__ = getattr(f, "__name__", "reward")
         return wrapped
 
-    funcs = [_recorded(f, w, i == 0) for i, (f, w) in enumerate(zip(reward_funcs, weights))]
+    funcs = [_recorded(f, w, i == len(reward_funcs) - 1)
+             for i, (f, w) in enumerate(zip(reward_funcs, weights))]
     result = RLResult(run, 0)
 
     class _Log(transformers.TrainerCallback):

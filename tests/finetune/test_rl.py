@@ -147,3 +147,23 @@ def test_align_rl_continues_a_lora_run(tmp_path, monkeypatch, capsys):
     assert summary["steps"] == 2 and run.info["parent"] == "sft" and run.info["method"] == "lora"
     assert (run.final_dir / "adapter_config.json").exists()
     assert not (run.final_dir / "ref").exists()
+
+
+def test_each_reward_runs_once_per_batch_and_the_totals_are_weighted(tmp_path):
+    calls = {"a": 0, "b": 0}
+
+    def a(completions, **_):
+        calls["a"] += 1
+        return [1.0] * len(completions)
+
+    def b(completions, **_):
+        calls["b"] += 1
+        return [2.0] * len(completions)
+
+    tok = word_tokenizer()
+    result = train_rl(tiny_policy(len(tok)), tok, ROWS, reward_funcs=[a, b],
+                      reward_weights=[1.0, 0.5], name="rl-two", beta=0.0, max_steps=2,
+                      batch_size=4, num_generations=2, max_completion_length=3,
+                      root=str(tmp_path), log=lambda *_: None)
+    assert calls == {"a": 2, "b": 2}
+    assert {s["reward"] for s in result.hacking["top"]} == {2.0}
