@@ -36,9 +36,10 @@ from langchain_core.messages import (
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict
 
 from appkit.lazy import require
+from appkit.models.generation import GenerationFields
 
 
 def default_threads() -> int:
@@ -286,7 +287,7 @@ def _tool_choice(choice: Any, tools: Sequence[dict[str, Any]]) -> Any:
     return choice
 
 
-class LlamaCppChatModel(BaseChatModel):
+class LlamaCppChatModel(GenerationFields, BaseChatModel):
     """A chat model over a local GGUF file (llama-cpp-python), with streaming and usage metadata.
 
     Models with a chat template in their GGUF are called through ``create_chat_completion``; base
@@ -313,13 +314,6 @@ class LlamaCppChatModel(BaseChatModel):
     n_ctx: int = 4096
     n_threads: int = 0
     lora_path: str = ""
-    max_tokens: int = 256
-    temperature: float = 0.1
-    top_k: int = 40
-    top_p: float = 0.95
-    repeat_penalty: float = 1.1
-    stop: list[str] = Field(default_factory=list)
-    seed: int = 0
 
     @property
     def _llm_type(self) -> str:

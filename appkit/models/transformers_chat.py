@@ -25,9 +25,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
-from pydantic import Field
 
 from appkit.lazy import require
+from appkit.models.generation import GenerationFields
 
 
 @dataclass
@@ -61,7 +61,7 @@ def load_transformers(model_path: str, adapter_path: str = "") -> _Loaded:
         return _loaded[key]
 
 
-class TransformersChatModel(BaseChatModel):
+class TransformersChatModel(GenerationFields, BaseChatModel):
     """A chat model over a transformers folder and an optional peft adapter.
 
     Args:
@@ -82,13 +82,6 @@ class TransformersChatModel(BaseChatModel):
     adapter_path: str = ""
     model_name: str = ""
     chat_template: bool = True
-    max_tokens: int = 256
-    temperature: float = 0.1
-    top_k: int = 40
-    top_p: float = 0.95
-    repeat_penalty: float = 1.1
-    stop: list[str] = Field(default_factory=list)
-    seed: int = 0
 
     @property
     def _llm_type(self) -> str:
