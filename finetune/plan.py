@@ -819,6 +819,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_count(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens, got '{text}'") from None
+    if value < 0 or value != int(value):
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got '{text}'")
+    return int(value)
+
+
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add ``plan`` to the ``appkit`` command line (entry point ``appkit.commands: plan``)."""
     p = subparsers.add_parser(
@@ -827,7 +837,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         description="Parameters, memory to run and to train, tokens, FLOPs and measured time on "
         "this machine for a model and a data size, with a recommendation.")
     p.add_argument("model", help="catalogue name, .gguf file, or transformers folder/config.json")
-    p.add_argument("--tokens", type=int, default=None, help="tokens of training data")
+    p.add_argument("--tokens", type=_token_count, default=None,
+                   help="tokens of training data (2000000, 2e6)")
     p.add_argument("--data", help="a data file (JSONL or text) whose tokens are counted")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=1, help="training examples per step")

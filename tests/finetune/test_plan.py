@@ -156,7 +156,7 @@ def test_cli_no_measure(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "tiny"
     transformers.AutoConfig.for_model(**LLAMA).save_pretrained(folder)
-    assert main(["plan", str(folder), "--tokens", "50000", "--no-measure", "--json"]) == 0
+    assert main(["plan", str(folder), "--tokens", "5e4", "--no-measure", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["model"]["params"] == 9424 and data["measured"] is False
     assert data["inference"]["fp16"]["kv_cache"] == 2 * 2 * 4096 * 8 * 2  # default n_ctx 4096
