@@ -28,9 +28,13 @@ model) and a data size, :func:`make_plan` works out:
   the arithmetic is the same) with transformers on the device training would use and times a
   few AdamW steps of full fine-tuning, LoRA and the profile's PEFT method at the planned batch and
   sequence length (after one warm-up step). Tokens per second from those steps give the time of
-  each approach; DPO (RLHF) is counted as 2 sequences trained plus 2 reference forwards (a third
-  of a step each) per pair, so ``8/3`` of LoRA's time on the same tokens. ``--no-measure`` skips
-  the benchmark and leaves the times empty.
+  each approach; DPO (RLHF) on LoRA trains on every token of the chosen and rejected answers and
+  also runs the frozen reference model forward over them (a forward is about a third of a
+  training step), so ``4/3`` of LoRA's time on the same tokens. ``--no-measure`` skips the
+  benchmark and leaves the times empty.
+* **FLOPs**: ``6 P`` per token for full fine-tuning and pre-training; ``4 P`` for PEFT (forward 2,
+  backward through the activations 2, no weight gradients of the frozen base); ``6 P`` for DPO
+  (PEFT's 4 plus the reference forward's 2).
 
 Example:
     >>> from finetune.plan import ModelShape, make_plan
@@ -551,6 +555,7 @@ class Plan:
     flops: dict[str, float]
     step_seconds: dict[str, float]
     measured: bool
+    measure_note: str
     seconds: dict[str, float | None]
     memory_available: int
     recommendation: str
@@ -623,7 +628,7 @@ class Plan:
                 f"{k} {v:.2f} s/step" for k, v in self.step_seconds.items())
                 + f" ({self.batch} x {self.seq} tokens)")
         else:
-            lines.append("not measured (--no-measure): times are left empty")
+            lines.append(f"not measured ({self.measure_note}): times are left empty")
         lines += ["", f"{'approach':<34} {'trainable':>9} {'tokens':>8} {'memory':>10} "
                   f"{'time here':>11}  expertise"]
         for row in self.approaches():
@@ -708,11 +713,15 @@ def make_plan(model: ModelShape | str, *, tokens: int = 0, token_source: str = "
                                    virtual_tokens=virtual_tokens) for m in METHODS}
     optimal = TOKENS_PER_PARAM * shape.params
     seen = tokens * epochs
+    # frozen weights skip their weight gradients (2 of the 6), but not the backward pass through
+    # the activations; DPO adds the reference model's forward (2)
     flops = {"pretrain": 6.0 * shape.params * optimal, "full": 6.0 * shape.params * seen,
-             # frozen weights still need the backward pass through activations (4 of the 6)
-             "peft": 6.0 * shape.params * seen, "dpo": 6.0 * shape.params * seen * 8 / 3}
+             "peft": 4.0 * shape.params * seen, "dpo": 6.0 * shape.params * seen}
     step_seconds: dict[str, float] = {}
-    if measure:
+    note = "--no-measure" if not measure else ""
+    if measure and not shape.decoder:
+        note = "an encoder: only decoder language models are timed"
+    elif measure:
         timed = tuple(dict.fromkeys(("full", "lora", peft)))
         step_seconds = measure_steps(shape, timed, batch=batch, seq=seq, steps=steps, r=lora_r,
                                      virtual_tokens=virtual_tokens, threads=threads)
@@ -724,7 +733,7 @@ def make_plan(model: ModelShape | str, *, tokens: int = 0, token_source: str = "
     seconds = {"pretrain": full_t * optimal if full_t else None,
                "full": full_t * seen if full_t else None,
                "peft": peft_t * seen if peft_t else None,
-               "dpo": lora_t * seen * 8 / 3 if lora_t else None}
+               "dpo": lora_t * seen * 4 / 3 if lora_t else None}
     available = memory_available or _available_memory()
     rec, reasons = recommend(shape, tokens=seen, training=training, seconds=seconds,
                              available=available, peft=peft)
@@ -733,6 +742,7 @@ def make_plan(model: ModelShape | str, *, tokens: int = 0, token_source: str = "
                 virtual_tokens=virtual_tokens, inference=inference_memory(shape, n_ctx),
                 training=training, trainable=trainable, compute_optimal_tokens=optimal,
                 flops=flops, step_seconds=step_seconds, measured=bool(step_seconds),
+                measure_note=note,
                 seconds=seconds, memory_available=available, recommendation=rec,
                 reasons=reasons)
 

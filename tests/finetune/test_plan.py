@@ -54,6 +54,8 @@ def test_bert_formula_matches_the_instantiated_model():
     assert count_params(config) == _numel(model)
     shape = shape_from_config(config)
     assert not shape.decoder and inference_memory(shape, 4096)["fp32"]["kv_cache"] == 0
+    plan = make_plan(shape, tokens=1000, measure=True)  # encoders are sized, not timed
+    assert not plan.measured and "an encoder" in plan.render()
 
 
 def test_memory_at_each_precision_by_hand():
@@ -99,6 +101,8 @@ def test_tokens_flops_and_recommendation():
     plan = make_plan(shape, tokens=100_000, measure=False, memory_available=2**34)
     assert plan.compute_optimal_tokens == 20_000_000
     assert plan.flops["full"] == 6 * 1_000_000 * 100_000
+    assert plan.flops["peft"] == 4 * 1_000_000 * 100_000  # no weight gradients of the base
+    assert plan.flops["pretrain"] == 6 * 1_000_000 * 20_000_000
     assert plan.seconds["full"] is None and not plan.measured
     assert plan.recommendation == "peft"
     assert make_plan(shape, tokens=500, measure=False).recommendation == "prompt"
