@@ -8,13 +8,14 @@ collections hold the same ids (and so the same count).
 
 Usage:
     .venv/bin/python benchmarks/bench_ray.py [--limit N] [--workers 2] [--num-cpus 2]
-        [--order single-first|ray-first]
+        [--order single-first|ray-first] [--copies K]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -68,6 +69,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="embedding actors")
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count() or 1, help="CPUs of the local Ray")
     parser.add_argument("--order", choices=["single-first", "ray-first"], default="single-first")
+    parser.add_argument("--copies", type=int, default=1,
+                        help="write the corpus this many times (copyN/ sub-folders) for a longer job: "
+                             "Ray's fixed start-up cost (actors, model loads, pipeline fill) weighs "
+                             "less on a longer job")
     args = parser.parse_args()
     if not SQUAD.exists():
         print(f"missing {SQUAD}", file=sys.stderr)
@@ -78,7 +83,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "squad"
         folder.mkdir()
-        n = write_corpus(folder, args.limit)
+        (folder / "copy0").mkdir()
+        n = write_corpus(folder / "copy0", args.limit)
+        for k in range(1, args.copies):
+            shutil.copytree(folder / "copy0", folder / f"copy{k}")
+        n *= args.copies
         engines = {
             "single": lambda: single_run(folder, Path(tmp) / "single-store"),
             "ray": lambda: ray_run(folder, Path(tmp) / "ray-store", args.workers, args.num_cpus),
