@@ -19,7 +19,7 @@ def test_construction_loads_nothing() -> None:
 
 
 def test_make_embeddings_takes_the_profile_settings() -> None:
-    profile = Profile(embedding=EmbeddingConfig(batch_size=16, max_seq_length=128))
+    profile = Profile(embedding=EmbeddingConfig(batch_size=16, max_seq_length=128, backend="torch"))
     emb = make_embeddings(profile)
     assert isinstance(emb, SentenceTransformerEmbeddings)
     assert (emb.identity, emb.batch_size, emb.max_seq_length) == ("all-minilm-l6-v2", 16, 128)
@@ -27,8 +27,10 @@ def test_make_embeddings_takes_the_profile_settings() -> None:
 
 
 def test_a_local_folder_is_identified_by_its_path(tmp_path) -> None:
-    emb = make_embeddings(Profile(), model=str(tmp_path))
-    assert emb.identity == str(tmp_path)
+    torch_profile = Profile(embedding=EmbeddingConfig(backend="torch"))
+    assert make_embeddings(torch_profile, model=str(tmp_path)).identity == str(tmp_path)
+    int8_profile = Profile(embedding=EmbeddingConfig(backend="onnx-int8"))
+    assert make_embeddings(int8_profile, model=str(tmp_path)).identity == f"{tmp_path}@onnx-int8"
 
 
 @pytest.mark.slow
