@@ -130,3 +130,9 @@ def test_a_model_without_tokenizer_json_gets_a_clear_error(tmp_path):
     emb = OnnxInt8Embeddings(str(folder), name="odd", cache=tmp_path / "cache")
     with pytest.raises(ModelNotAvailableError, match="tokenizer.json"):
         emb.embed_query("hello")
+
+
+@pytest.mark.slow
+def test_long_texts_are_truncated_not_refused(exported):
+    [vector] = exported.embed_documents(["word " * 5000])
+    assert len(vector) == 384

@@ -11,6 +11,14 @@ from appkit.models import make_embeddings
 from appkit.models.sentence_transformers import SentenceTransformerEmbeddings
 
 
+@pytest.fixture(scope="module")
+def torch_embeddings() -> SentenceTransformerEmbeddings:
+    """The packaged MiniLM on the torch backend (the session's real_embeddings is the default, int8)."""
+    emb = make_embeddings(Profile(embedding=EmbeddingConfig(backend="torch")))
+    emb.warm_up()
+    return emb
+
+
 def test_construction_loads_nothing() -> None:
     emb = SentenceTransformerEmbeddings("/models/all-MiniLM-L6-v2/", batch_size=8)
     assert emb.identity == "all-MiniLM-L6-v2" and emb._inner is None
@@ -34,7 +42,8 @@ def test_a_local_folder_is_identified_by_its_path(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_real_embeddings(real_embeddings: SentenceTransformerEmbeddings) -> None:
+def test_real_embeddings(torch_embeddings: SentenceTransformerEmbeddings) -> None:
+    real_embeddings = torch_embeddings
     assert real_embeddings.dimension == 384
     query = real_embeddings.embed_query("How much may a hotel night cost?")
     near, far = real_embeddings.embed_documents([
@@ -48,7 +57,8 @@ def test_real_embeddings(real_embeddings: SentenceTransformerEmbeddings) -> None
 
 
 @pytest.mark.slow
-def test_long_texts_are_truncated_not_refused(real_embeddings: SentenceTransformerEmbeddings) -> None:
+def test_long_texts_are_truncated_not_refused(torch_embeddings: SentenceTransformerEmbeddings) -> None:
+    real_embeddings = torch_embeddings
     [vector] = real_embeddings.embed_documents(["word " * 5000])
     assert len(vector) == 384
 
