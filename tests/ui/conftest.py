@@ -102,3 +102,11 @@ def texts(at: AppTest) -> str:
     for kind in (at.info, at.success, at.warning, at.error, at.title, at.subheader):
         parts += [str(e.value) for e in kind]
     return "\n".join(parts)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Keep each phase's report on the test item, so fixtures can see whether the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
