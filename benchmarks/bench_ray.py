@@ -39,7 +39,8 @@ def single_run(folder: Path, store_dir: Path) -> tuple[dict, set]:
     return _summary(report), ids
 
 
-def ray_run(folder: Path, store_dir: Path, workers: int, num_cpus: int) -> tuple[dict, set]:
+def ray_run(folder: Path, store_dir: Path, workers: int, num_cpus: int,
+            batch_size: int | None = None) -> tuple[dict, set]:
     from appkit.config import Profile, StoreConfig
     from appkit.ingest.ray_engine import RayIngestor, ray_module
 
@@ -49,7 +50,7 @@ def ray_run(folder: Path, store_dir: Path, workers: int, num_cpus: int) -> tuple
     startup = time.perf_counter() - t0
     try:
         profile = Profile(store=StoreConfig(path=str(store_dir)))
-        ingestor = RayIngestor(profile, workers=workers, progress=False)
+        ingestor = RayIngestor(profile, workers=workers, batch_size=batch_size, progress=False)
         report = ingestor.run([folder])
         ids = set(ingestor.store.collection.get(include=[])["ids"])
     finally:
@@ -73,6 +74,8 @@ def main() -> int:
                         help="write the corpus this many times (copyN/ sub-folders) for a longer job: "
                              "Ray's fixed start-up cost (actors, model loads, pipeline fill) weighs "
                              "less on a longer job")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="chunks per actor call (default: the engine's)")
     args = parser.parse_args()
     if not SQUAD.exists():
         print(f"missing {SQUAD}", file=sys.stderr)
@@ -90,7 +93,8 @@ def main() -> int:
         n *= args.copies
         engines = {
             "single": lambda: single_run(folder, Path(tmp) / "single-store"),
-            "ray": lambda: ray_run(folder, Path(tmp) / "ray-store", args.workers, args.num_cpus),
+            "ray": lambda: ray_run(folder, Path(tmp) / "ray-store", args.workers, args.num_cpus,
+                                   args.batch_size),
         }
         names = list(engines) if args.order == "single-first" else list(reversed(engines))
         runs = {name: engines[name]() for name in names}

@@ -53,7 +53,7 @@ from langchain_core.embeddings import Embeddings
 from appkit.config import Profile
 from appkit.errors import AppkitError
 from appkit.ingest import pipeline
-from appkit.ingest.pipeline import IngestReport, Ingestor
+from appkit.ingest.pipeline import IngestReport, Ingestor, WriteBehind
 from appkit.ingest.prepare import FilePreparer, PreparedFile, Skipped, clean_meta
 from appkit.lazy import require
 from appkit.store.chroma import ChromaStore, embedder_identity
@@ -215,32 +215,34 @@ class RayIngestor(Ingestor):
         done: set[str] = set()
         batch: list[PreparedFile] = []
         vectors: list[list[float]] = []
-        for frame in ds.iter_batches(batch_format="pandas", batch_size=None):
-            timings["load_split"] += float(frame["prepare_s"].sum())
-            timings["embed"] += float(frame["embed_s"].sum())
-            for row in frame.itertuples(index=False):
-                source = row.source
-                if source in done:
-                    continue
-                if row.status != "chunk":
+        # The driver writes one batch while the actors' next rows stream in.
+        with WriteBehind(self, report, note) as writer:
+            for frame in ds.iter_batches(batch_format="pandas", batch_size=None):
+                timings["load_split"] += float(frame["prepare_s"].sum())
+                timings["embed"] += float(frame["embed_s"].sum())
+                for row in frame.itertuples(index=False):
+                    source = row.source
+                    if source in done:
+                        continue
+                    if row.status != "chunk":
+                        done.add(source)
+                        result = Skipped(source, row.reason) if row.status == "skipped" else None
+                        self._settle(source, int(row.mtime_ns), result, report, note)
+                        continue
+                    chunks = partial.setdefault(source, {})
+                    first_rows.setdefault(source, row)
+                    chunks[int(row.chunk_index)] = row
+                    if len(chunks) < int(row.n_chunks):
+                        continue
                     done.add(source)
-                    result = Skipped(source, row.reason) if row.status == "skipped" else None
-                    self._settle(source, int(row.mtime_ns), result, report, note)
-                    continue
-                chunks = partial.setdefault(source, {})
-                first_rows.setdefault(source, row)
-                chunks[int(row.chunk_index)] = row
-                if len(chunks) < int(row.n_chunks):
-                    continue
-                done.add(source)
-                del partial[source]
-                prepared, vecs = self._assemble(first_rows.pop(source), chunks)
-                batch.append(prepared)
-                vectors.extend(vecs)
-                if len(vectors) >= pipeline.BATCH_CHUNKS:
-                    self.write(batch, vectors, report, note)
-                    batch, vectors = [], []
-        self.write(batch, vectors, report, note)
+                    del partial[source]
+                    prepared, vecs = self._assemble(first_rows.pop(source), chunks)
+                    batch.append(prepared)
+                    vectors.extend(vecs)
+                    if len(vectors) >= pipeline.BATCH_CHUNKS:
+                        writer.submit(batch, vectors)
+                        batch, vectors = [], []
+            writer.submit(batch, vectors)
         for source, chunks in sorted(partial.items()):  # not committed: the next run retries them
             total = int(next(iter(chunks.values())).n_chunks)
             report.skipped.append(Skipped(source, f"only {len(chunks)} of {total} chunks came "

@@ -330,3 +330,67 @@ def test_a_crash_before_the_store_write_changes_nothing(profile: Profile, docs_d
     ingestor = Ingestor(profile, embeddings=HashingEmbeddings(), progress=False)
     assert ingestor.run([docs_dir]).added == 3
     consistent(ingestor)
+
+
+# --- write-behind (the Ray driver's writer): one batch stored while the next one arrives ------
+
+
+def test_write_behind_overlaps_and_keeps_order(profile: Profile, docs_dir: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from appkit.ingest.pipeline import IngestReport, WriteBehind
+
+    ingestor = Ingestor(profile, embeddings=HashingEmbeddings(), progress=False)
+    files = sorted(p for p in docs_dir.rglob("*") if p.is_file() and p.suffix in {".txt", ".md"})
+    prepared = [ingestor.prepare((f, str(docs_dir), f.stat())) for f in files]
+    spans: list[tuple[float, float]] = []
+    upsert = ChromaStore.upsert
+
+    def slow_upsert(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        time.sleep(0.2)
+        upsert(self, *args, **kwargs)
+        spans.append((t0, time.perf_counter()))
+
+    monkeypatch.setattr(ChromaStore, "upsert", slow_upsert)
+    report, threads, submitted = IngestReport(), set(), []
+    with WriteBehind(ingestor, report, lambda *_: threads.add(threading.get_ident())) as writer:
+        for p in prepared:
+            vectors = ingestor.embeddings.embed_documents([c.page_content for c in p.chunks])
+            submitted.append(time.perf_counter())
+            writer.submit([p], vectors)
+    assert report.added == len(files) == 3 and len(spans) == 3
+    assert submitted[1] < spans[0][1], "the second batch waited for the first write"
+    assert threads == {threading.get_ident()}, "counting and notes run in the caller's thread"
+    assert report.timings["write"] >= 0.6
+    consistent(ingestor)
+
+
+def test_write_behind_raises_a_failed_write_and_keeps_earlier_batches(
+        profile: Profile, docs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from appkit.ingest.pipeline import IngestReport, WriteBehind
+
+    ingestor = Ingestor(profile, embeddings=HashingEmbeddings(), progress=False)
+    files = sorted(p for p in docs_dir.rglob("*") if p.is_file() and p.suffix in {".txt", ".md"})
+    prepared = [ingestor.prepare((f, str(docs_dir), f.stat())) for f in files]
+    upsert, calls = ChromaStore.upsert, []
+
+    def failing_second(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Crash
+        upsert(self, *args, **kwargs)
+
+    monkeypatch.setattr(ChromaStore, "upsert", failing_second)
+    with pytest.raises(Crash), WriteBehind(ingestor, IngestReport(), lambda *_: None) as writer:
+        for p in prepared:
+            writer.submit([p], ingestor.embeddings.embed_documents(
+                [c.page_content for c in p.chunks]))
+    monkeypatch.setattr(ChromaStore, "upsert", upsert)
+    fresh = Ingestor(profile, embeddings=HashingEmbeddings(), progress=False)
+    assert fresh.manifest.count() == 1, "the batch stored before the failure stays committed"
+    report = fresh.run([docs_dir])
+    assert (report.added, report.unchanged) == (2, 1)
+    consistent(fresh)
