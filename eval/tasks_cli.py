@@ -90,9 +90,11 @@ def _compare_one(args: argparse.Namespace, name: str, rows: list[dict[str, Any]]
     graded = report.extra.get("rubric", {})
     errors = [f"{r['input'][:60]!r}: {r['rubric'].get('reason', '')}" for r in report.rows
               if r.get("rubric", {}).get("status") == "error"]
+    failed = [f"{r['input'][:60]!r}: {r['error'][:300]}" for r in report.rows if r["error"]]
     return {"model": name, "role": role, **report.metrics,
             **({"rubric_failed": graded["failed"]} if graded else {}),
             **({"rubric_errors": errors} if errors else {}),
+            **({"failure_reasons": failed} if failed else {}),
             "s_per_example": report.seconds_per_example, "failures": report.failures,
             "examples": report.examples, "memory_mb": round(_rss_mb() - before),
             "size_mb": round(size / 1e6)}

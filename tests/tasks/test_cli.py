@@ -93,3 +93,16 @@ def test_models_compare_prints_a_table(tmp_path, fake, capsys, monkeypatch):
 def test_models_without_action_still_lists_the_catalogue(capsys):
     assert main(["models", "--json"]) == 0
     assert any(r["name"] == "qwen2.5-coder-0.5b" for r in json.loads(capsys.readouterr().out))
+
+
+def test_models_compare_says_why_an_output_failed(tmp_path, fake, capsys, monkeypatch):
+    rows = [{"input": "charged twice", "reference": "billing"}]
+    (tmp_path / "e.jsonl").write_text(json.dumps(rows[0]), encoding="utf-8")
+    fake.default = "no idea"
+    monkeypatch.setattr("appkit.models.catalogue.resolve_model",
+                        lambda name: (type("S", (), {"role": "chat"})(), tmp_path / "e.jsonl"))
+    assert main(["models", "compare", "--task", "classify", "--eval", "e.jsonl",
+                 "--models", "m1", "--labels", "billing,bug", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["failures"] == 1
+    assert row["failure_reasons"][0].startswith("'charged twice': the model's reply names no label")

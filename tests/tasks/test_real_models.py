@@ -40,10 +40,15 @@ def test_translate():
 
 
 @pytest.mark.parametrize("model", ["smollm2-135m", "gemma3-270m"])
-def test_extract_always_parses(model):
+@pytest.mark.parametrize("text", [
+    "Marie Curie worked in Paris.",
+    # SmolLM2 once wrote a raw newline inside a JSON string here (the grammar now forbids it).
+    "The Red Cross sent doctors to Haiti in January.",
+])
+def test_extract_always_parses(model, text):
     import jsonschema
 
-    result = run_task("extract", "Marie Curie worked in Paris.", _ctx(model))
+    result = run_task("extract", text, _ctx(model))
     jsonschema.validate(result.output, ENTITY_SCHEMA)
 
 

@@ -265,3 +265,18 @@ def test_prompt_too_big_for_the_context():
     c = ctx(settings=TasksConfig(shots="few-shot"), pool=pool, n_ctx=512)
     with pytest.raises(TaskInputError, match="leaves no room"):
         run_task("summarize", "Hello.", c)
+
+
+def test_the_json_grammar_forbids_raw_control_characters_in_strings():
+    pytest.importorskip("llama_cpp")
+    import json
+
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    from appkit.tasks.runners import _JSON_CHAR, _LOOSE_CHAR, ENTITY_SCHEMA, json_schema_grammar
+
+    loose = json_schema_to_gbnf(json.dumps(ENTITY_SCHEMA))
+    if _LOOSE_CHAR not in loose:
+        pytest.skip("llama-cpp-python's converter changed its string rule; check _JSON_CHAR")
+    grammar = json_schema_grammar(ENTITY_SCHEMA)
+    assert _JSON_CHAR in grammar._grammar and _LOOSE_CHAR not in grammar._grammar
