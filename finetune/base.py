@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,3 +143,26 @@ def load_base(name: str, *, log: Any = print) -> BaseModel:
         tokenizer.pad_token = tokenizer.eos_token
     has_template = bool(getattr(tokenizer, "chat_template", None)) and spec.role == "chat"
     return BaseModel(spec.name, spec, gguf_path, hf_dir, model, tokenizer, has_template)
+
+
+def model_folder(ref: str, *, log: Callable[[str], None] = print) -> tuple[Path, Any]:
+    """The transformers folder of a model reference and its catalogue entry (None for folders):
+    a folder as given, a catalogue GGUF converted once to float32, or a registered hf model.
+
+    Raises:
+        AppkitError: unknown name, or a model transformers cannot load (an endpoint, an embedder).
+    """
+    folder = Path(os.path.expanduser(ref))
+    if folder.is_dir():
+        if not (folder / "config.json").exists():
+            raise AppkitError(f"{folder} has no config.json; give a transformers model folder "
+                              "or a catalogue name such as smollm2-135m")
+        return folder, None
+    spec, path = resolve_model(ref)
+    if spec.format == "gguf" and spec.role in ("chat", "completion"):
+        return convert_gguf(resolve_base(ref)[1], log=log), spec
+    if spec.format == "hf" and Path(path).is_dir() and not spec.lineage.get("adapter_path"):
+        return Path(path), spec
+    raise AppkitError(f"'{ref}' ({spec.role}, {spec.format}) cannot be loaded by "
+                      "transformers; use a GGUF chat/completion model such as smollm2-135m, a "
+                      "distilled student, or a transformers folder")

@@ -206,6 +206,74 @@ def cmd_dpo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pretrain -----------------------------------------------------------------------------------
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from finetune.pretrain import PretrainConfig, continue_pretraining, model_folder, pretrain
+
+    config = PretrainConfig(
+        vocab_size=args.vocab_size, layers=args.layers, hidden=args.hidden, heads=args.heads,
+        block_size=args.block_size, steps=args.steps, minutes=args.minutes,
+        eval_every=args.eval_every, batch_size=args.batch_size, lr=args.lr, heldout=args.heldout,
+        seed=args.seed, lora_r=args.r, threads=args.threads)
+    log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    if args.continue_from:
+        base = model_folder(args.continue_from, log=log)
+        result = continue_pretraining(base, args.data, args.out, config, log=log)
+    else:
+        result = pretrain(args.data, args.out, config, log=log)
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    print(f"{'step':>6} {'train loss':>10} {'held-out ppl':>12} {'bits/char':>9} {'seconds':>8}")
+    for r in result.curve:
+        loss = "" if r["train_loss"] is None else f"{r['train_loss']:.4f}"
+        print(f"{r['step']:>6} {loss:>10} {r['heldout_ppl']:>12.3f} {r['heldout_bpc']:>9.4f} "
+              f"{r['seconds']:>8.1f}")
+    print(f"{result.mode}: held-out perplexity {result.initial.ppl:.2f} -> "
+          f"{result.heldout.ppl:.2f} "
+          f"({result.heldout.bits_per_char:.3f} bits/char) after {result.steps} steps, "
+          f"{result.seconds / 60:.1f} min; saved in {result.out} (curve.json)")
+    return 0
+
+
+# --- distill ------------------------------------------------------------------------------------
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from finetune.distill import DistillConfig, distill
+    from finetune.runs import loss_curve
+
+    profile = _profile(args)
+    config = DistillConfig(
+        teacher=args.teacher, student=args.student, data=args.data, mode=args.mode,
+        method=args.method, temperature=args.temperature, beta=args.beta,
+        max_new_tokens=args.max_new_tokens, lr=args.lr or 0.0, batch_size=args.batch_size,
+        grad_accum=args.grad_accum, epochs=args.epochs, max_steps=args.steps,
+        max_minutes=args.max_minutes, max_tokens=args.max_tokens, save_every=args.save_every,
+        seed=args.seed, threads=args.threads, prompt=profile.prompt)
+    log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    result = distill(config, name=args.name, profile=profile, log=log, progress=not args.json)
+    model = result.model.name if result.model is not None else None
+    if args.json:
+        _print_json({"run": result.run.name, "mode": result.mode, "status": result.status,
+                     "step": result.step, "total_steps": result.total_steps,
+                     "last_loss": result.last_loss, "model": model,
+                     "model_path": result.model.local_path if result.model is not None else None,
+                     "path": str(result.run.path), "seconds": round(result.seconds, 1)})
+        return 1 if result.status == "interrupted" else 0
+    print(loss_curve(result.run.history()))
+    print(f"run {result.run.name}: {result.mode}-level distillation {result.status} at step "
+          f"{result.step}/{result.total_steps}, last loss "
+          f"{result.last_loss if result.last_loss is None else round(result.last_loss, 4)}, "
+          f"{result.seconds:.0f}s; folder {result.run.path}")
+    if model is None:
+        return 1
+    print(f"registered {model} (transformers); use it: set chat.model = \"{model}\"")
+    return 0
+
+
 # --- check, export, runs ------------------------------------------------------------------------
 
 
@@ -372,6 +440,64 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         p.add_argument("--auto", action="append", metavar="DATA",
                        help="build pairs from QA rows: refuse on unrelated passages")
         p.add_argument("--seed", type=int, default=0)
+
+    p = fsub.add_parser("pretrain", parents=[common],
+                        help="train a tokenizer and a tiny model from scratch on your text (or "
+                             "continue pretraining a model with LoRA), with a perplexity curve")
+    p.add_argument("--data", required=True, help="a .txt/.md file or a folder of them")
+    p.add_argument("--out", "-o", required=True,
+                   help="output folder (model, tokenizer, curve.json)")
+    p.add_argument("--vocab-size", type=int, default=4000, help="BPE vocabulary (from scratch)")
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--hidden", type=int, default=192)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--block-size", type=int, default=128, help="tokens per training block")
+    p.add_argument("--batch-size", type=int, default=8, help="blocks per step")
+    p.add_argument("--steps", type=int, default=200, help="optimizer steps (0: until --minutes)")
+    p.add_argument("--minutes", type=float, default=0.0, help="stop after this much training time")
+    p.add_argument("--eval-every", type=int, default=50, help="steps between held-out evaluations")
+    p.add_argument("--heldout", type=float, default=0.1,
+                   help="share of the text held out (its end)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default: 2e-3 from scratch, 2e-4 LoRA)")
+    p.add_argument("--continue-from", default="", metavar="MODEL",
+                   help="continue pretraining this model (transformers folder or catalogue name, "
+                        "e.g. smollm2-135m) with LoRA instead of training from scratch")
+    p.add_argument("--r", type=int, default=8, help="LoRA rank (with --continue-from)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = fsub.add_parser("distill", parents=[common],
+                        help="train a small student to imitate a teacher (logit or sequence "
+                             "level) and register it")
+    p.add_argument("--teacher", required=True, help="catalogue model or transformers folder")
+    p.add_argument("--student", required=True,
+                   help="catalogue GGUF (e.g. smollm2-135m) or transformers folder")
+    p.add_argument("--data", required=True, help="JSONL of prompts (outputs optional)")
+    p.add_argument("--mode", choices=["auto", "logit", "sequence"], default="auto",
+                   help="logit: match the teacher's token distributions (same vocabulary); "
+                        "sequence: train on the teacher's answers; auto: logit when the "
+                        "vocabularies match")
+    p.add_argument("--name", default="", help="run and model name (default: STUDENT-distill-TIME)")
+    p.add_argument("--method", choices=["full", "lora"], default="full",
+                   help="train every student weight, or a LoRA adapter merged at the end")
+    p.add_argument("--steps", type=int, default=0, help="optimizer steps (0: from --epochs)")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (2e-5 full, 2e-4 LoRA)")
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (logit)")
+    p.add_argument("--beta", type=float, default=0.0,
+                   help="0 forward KL, 1 reverse KL, between: generalized JSD (logit)")
+    p.add_argument("--max-new-tokens", type=int, default=64,
+                   help="longest teacher answer (sequence)")
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--max-minutes", type=float, default=0.0)
+    p.add_argument("--max-tokens", type=int, default=256, help="tokens per training text")
+    p.add_argument("--save-every", type=int, default=50)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_distill)
 
     p = fsub.add_parser("check", parents=[common],
                         help="eval before/after and a forgetting check on a retain set")

@@ -1,0 +1,195 @@
+"""Distillation benchmark: Qwen2.5-Coder-0.5B (GGUF, llama.cpp) -> SmolLM2-135M, sequence level.
+
+Stages (each writes its numbers into ``benchmarks/out/distill/results.json`` as it finishes, so a
+long run can be stopped and continued with ``--stages``):
+
+* ``data``: SQuAD v1.1 dev (read from ``../shared/bench/squad``, never copied into the repository)
+  split by article into training prompts and held-out questions, as ``bench_finetune_squad.py``
+  does; derived files go to the appkit cache.
+* ``vocab``: the two GGUF vocabularies (so ``auto`` picks sequence level).
+* ``distill``: ``finetune.distill``: the teacher answers the training prompts (greedy), the student
+  is fully fine-tuned on its answers under a step / time budget, then registered.
+* ``export``: the distilled run as a Q8_0 GGUF (``appkit finetune export``), for a llama.cpp speed
+  comparison on equal terms.
+* ``eval``: token F1 / EM on the held-out questions (gold paragraph as context, the same prompt)
+  for the untuned student and the distilled student (both float32 through transformers, so the
+  only difference is the training) and the teacher (its GGUF through llama.cpp).
+* ``speed``: llama.cpp prompt and generation tokens/s of the teacher and of the student GGUFs.
+
+The goal of issue 11: the distilled student above the untuned one and within 5 F1 points of the
+teacher, at >= 2x the teacher's generation tokens/s.
+
+Run: ``.venv/bin/python benchmarks/bench_distill.py --questions 200 --train-rows 400 --minutes 30``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import bench_finetune_squad as squad  # noqa: E402  (SQUAD path, prompt, llama.cpp speed)
+
+OUT = REPO / "benchmarks" / "out" / "distill"
+RESULTS = OUT / "results.json"
+
+
+def save(key: str, value) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    data[key] = value
+    RESULTS.write_text(json.dumps(data, indent=2))
+    print(f"[{key}] {json.dumps(value)[:400]}", flush=True)
+
+
+def work_dir() -> Path:
+    from finetune.base import finetune_home
+
+    return finetune_home() / "bench-distill"
+
+
+def stage_data(args) -> None:
+    from eval.testset import iter_squad
+    from finetune.data import Example, write_rows
+
+    titles = sorted({t for t, _, _, _ in iter_squad(squad.SQUAD)})
+    rng = random.Random(0)
+    rng.shuffle(titles)
+    held_titles = set(titles[:10])
+    train, held = [], []
+    for title, _, context, qa in iter_squad(squad.SQUAD):
+        answers = list(dict.fromkeys(a["text"].strip() for a in qa["answers"]))
+        if title in held_titles:
+            held.append(Example(qa["question"].strip(), " ||| ".join(answers), input=context,
+                                group=title))
+        else:  # a prompt only: the teacher writes the target
+            train.append({"instruction": qa["question"].strip(), "input": context,
+                          "group": title})
+    rng.shuffle(train)
+    rng.shuffle(held)
+    d = work_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "prompts.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in train[:args.train_rows]), encoding="utf-8")
+    write_rows(held[:args.questions], d / "heldout.jsonl")
+    save("data", {"articles": len(titles), "heldout_articles": len(held_titles),
+                  "train_prompts": min(len(train), args.train_rows),
+                  "heldout_questions": min(len(held), args.questions)})
+
+
+def stage_vocab(args) -> None:
+    from finetune.distill import pick_mode, vocabulary
+
+    t, s = vocabulary(args.teacher), vocabulary(args.student)
+    save("vocab", {"teacher_tokens": len(t), "student_tokens": len(s),
+                   "shared": len(set(t) & set(s)), "auto_mode": pick_mode("auto", t, s)})
+
+
+def stage_distill(args) -> None:
+    from finetune.distill import DistillConfig, distill
+    from finetune.runs import Run, runs_dir
+
+    if not (runs_dir() / args.run).exists():
+        config = DistillConfig(
+            teacher=args.teacher, student=args.student, data=str(work_dir() / "prompts.jsonl"),
+            mode="sequence", method="full", max_new_tokens=args.max_answer, lr=args.lr,
+            batch_size=2, epochs=args.epochs, max_steps=args.steps, max_minutes=args.minutes,
+            max_tokens=args.max_tokens, save_every=25, threads=args.threads,
+            prompt=squad.prompt_config())
+        distill(config, name=args.run)
+    run = Run.open(args.run)
+    hist = run.history()
+    info = run.info
+    save("distill", {"run": args.run, "status": info.get("status"), "steps": info.get("step"),
+                     "teacher_rows": info.get("teacher_rows"),
+                     "teacher_seconds": info.get("teacher_seconds"),
+                     "train_seconds": info.get("train_seconds"),
+                     "first_loss": hist[0]["loss"] if hist else None,
+                     "last10_loss": round(sum(h["loss"] for h in hist[-10:])
+                                          / max(1, len(hist[-10:])), 4)})
+
+
+def stage_export(args) -> None:
+    from finetune.export import export_run
+
+    res = export_run(args.run, quants=("q8_0",), mode="merged", name=args.run)
+    save("export", {"seconds": round(res.seconds, 1),
+                    "files": {k: str(v) for k, v in res.files.items()}})
+
+
+def stage_eval(args) -> None:
+    from appkit.models.catalogue import get_spec, resolve_model
+    from appkit.models.transformers_chat import TransformersChatModel
+    from finetune.check import make_model, score_rows
+    from finetune.data import read_rows
+    from finetune.distill import model_folder
+
+    rows = read_rows(work_dir() / "heldout.jsonl")[0][:args.questions]
+    settings = dict(max_tokens=args.max_answer, temperature=0.0, top_k=1, repeat_penalty=1.0)
+    models = {
+        "student (untuned)": lambda: TransformersChatModel(
+            model_path=str(model_folder(args.student)[0]), **settings),
+        "student (distilled)": lambda: TransformersChatModel(
+            model_path=get_spec(args.run).local_path, **settings),
+        "teacher": lambda: make_model(str(resolve_model(args.teacher)[1]),
+                                      max_tokens=args.max_answer, threads=args.threads),
+    }
+    done = json.loads(RESULTS.read_text()).get("eval", {}) if RESULTS.exists() else {}
+    for label, build in models.items():
+        if label in done and done[label]["n"] == len(rows):
+            continue
+        t0 = time.perf_counter()
+        s = score_rows(build(), rows, prompt=squad.prompt_config(), desc=label)
+        done[label] = {**s.summary(), "seconds": round(time.perf_counter() - t0, 1)}
+        save("eval", done)
+
+
+def stage_speed(args) -> None:
+    from appkit.models.catalogue import resolve_model
+
+    paths = {"teacher": str(resolve_model(args.teacher)[1]),
+             "student": str(resolve_model(args.student)[1])}
+    exported = json.loads(RESULTS.read_text()).get("export", {}).get("files", {}) \
+        if RESULTS.exists() else {}
+    if "q8_0" in exported:
+        paths["student (distilled, Q8_0)"] = exported["q8_0"]
+    out = {label: squad.speed(p, args.threads) for label, p in paths.items()}
+    out["student_vs_teacher_gen"] = round(out["student"]["gen_tps"] / out["teacher"]["gen_tps"], 2)
+    save("speed", out)
+
+
+STAGES = {"data": stage_data, "vocab": stage_vocab, "distill": stage_distill,
+          "export": stage_export, "eval": stage_eval, "speed": stage_speed}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--stages", default=",".join(STAGES))
+    p.add_argument("--teacher", default="qwen2.5-coder-0.5b")
+    p.add_argument("--student", default="smollm2-135m")
+    p.add_argument("--run", default="bench-distill-smollm2")
+    p.add_argument("--train-rows", type=int, default=400, help="training prompts")
+    p.add_argument("--questions", type=int, default=200, help="held-out questions")
+    p.add_argument("--max-answer", type=int, default=32, help="longest answer (teacher and eval)")
+    p.add_argument("--max-tokens", type=int, default=384, help="tokens per training text")
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--steps", type=int, default=0)
+    p.add_argument("--minutes", type=float, default=30.0, help="training time budget")
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args()
+    for stage in args.stages.split(","):
+        t0 = time.perf_counter()
+        STAGES[stage.strip()](args)
+        print(f"stage {stage} done in {time.perf_counter() - t0:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
