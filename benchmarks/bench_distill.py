@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -41,12 +40,7 @@ OUT = REPO / "benchmarks" / "out" / "distill"
 RESULTS = OUT / "results.json"
 
 
-def save(key: str, value) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    data[key] = value
-    RESULTS.write_text(json.dumps(data, indent=2))
-    print(f"[{key}] {json.dumps(value)[:400]}", flush=True)
+save = squad.saver(RESULTS)
 
 
 def work_dir() -> Path:
@@ -56,24 +50,13 @@ def work_dir() -> Path:
 
 
 def stage_data(args) -> None:
-    from eval.testset import iter_squad
-    from finetune.data import Example, write_rows
+    from finetune.data import write_rows
 
-    titles = sorted({t for t, _, _, _ in iter_squad(squad.SQUAD)})
-    rng = random.Random(0)
-    rng.shuffle(titles)
-    held_titles = set(titles[:10])
-    train, held = [], []
-    for title, _, context, qa in iter_squad(squad.SQUAD):
-        answers = list(dict.fromkeys(a["text"].strip() for a in qa["answers"]))
-        if title in held_titles:
-            held.append(Example(qa["question"].strip(), " ||| ".join(answers), input=context,
-                                group=title))
-        else:  # a prompt only: the teacher writes the target
-            train.append({"instruction": qa["question"].strip(), "input": context,
-                          "group": title})
-    rng.shuffle(train)
-    rng.shuffle(held)
+    rows, held, articles = squad.split_squad()
+    held_titles = {r.group for r in held}
+    titles = range(articles)
+    # a prompt only: the teacher writes the target
+    train = [{"instruction": r.instruction, "input": r.input, "group": r.group} for r in rows]
     d = work_dir()
     d.mkdir(parents=True, exist_ok=True)
     (d / "prompts.jsonl").write_text(

@@ -45,12 +45,18 @@ def prompt_config():
     return PromptConfig(system=SYSTEM, template=TEMPLATE)
 
 
-def save(key: str, value) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    data[key] = value
-    RESULTS.write_text(json.dumps(data, indent=2))
-    print(f"[{key}] {json.dumps(value)[:400]}", flush=True)
+def saver(results: Path):
+    """A ``save(key, value)`` that records one stage's result in ``results`` (JSON) and prints it."""
+    def save(key: str, value) -> None:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        data = json.loads(results.read_text()) if results.exists() else {}
+        data[key] = value
+        results.write_text(json.dumps(data, indent=2))
+        print(f"[{key}] {json.dumps(value)[:400]}", flush=True)
+    return save
+
+
+save = saver(RESULTS)
 
 
 def work_dir() -> Path:
@@ -59,14 +65,19 @@ def work_dir() -> Path:
     return finetune_home() / "bench-squad"
 
 
-def stage_data(args) -> None:
+def split_squad(held_articles: int = 10, seed: int = 0) -> tuple[list, list, int]:
+    """SQuAD dev split by article: (train rows, held-out rows, articles), both shuffled.
+
+    A training row's output is the first answer; a held-out row's is every answer joined by
+    ``" ||| "`` (F1 takes the best).
+    """
     from eval.testset import iter_squad
-    from finetune.data import Example, write_rows
+    from finetune.data import Example
 
     titles = sorted({t for t, _, _, _ in iter_squad(SQUAD)})
-    rng = random.Random(0)
+    rng = random.Random(seed)
     rng.shuffle(titles)
-    held_titles = set(titles[:10])
+    held_titles = set(titles[:held_articles])
     train, held = [], []
     for title, _, context, qa in iter_squad(SQUAD):
         answers = list(dict.fromkeys(a["text"].strip() for a in qa["answers"]))
@@ -77,6 +88,15 @@ def stage_data(args) -> None:
             train.append(row)
     rng.shuffle(train)
     rng.shuffle(held)
+    return train, held, len(titles)
+
+
+def stage_data(args) -> None:
+    from finetune.data import write_rows
+
+    train, held, articles = split_squad()
+    held_titles = {r.group for r in held}
+    titles = range(articles)
     d = work_dir()
     write_rows(train, d / "train.jsonl")
     write_rows(held[:1000], d / "heldout.jsonl")

@@ -274,6 +274,39 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- prune --------------------------------------------------------------------------------------
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from finetune.prune import PruneConfig, prune
+
+    profile = _profile(args)
+    config = PruneConfig(
+        model=args.model, data=args.data, ratio=args.ratio, what=args.what,
+        samples=args.samples, batch_size=args.batch_size, max_tokens=args.max_tokens,
+        recover_steps=args.recover_steps, lr=args.lr, seed=args.seed, threads=args.threads,
+        prompt=profile.prompt)
+    log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    result = prune(config, name=args.name, log=log, progress=not args.json)
+    r = result.report
+    if args.json:
+        _print_json({**r.to_dict(), "model": result.model.name, "model_path": str(result.folder),
+                     "run": result.run.name if result.run is not None else None,
+                     "seconds": round(result.seconds, 1)})
+        return 0
+    print(f"{r.what}: {r.params_before:,} -> {r.params_after:,} parameters "
+          f"({r.reduction:.1%} fewer); loss {r.loss_before:.3f} -> {r.loss_pruned:.3f} pruned"
+          + (f" -> {r.loss_after:.3f} after {config.recover_steps} recovery steps"
+             if config.recover_steps else ""))
+    if r.magnitude:
+        m = r.magnitude
+        print(f"for comparison, magnitude pruning at {m['ratio']}: {m['zeroed']:,} weights zeroed, "
+              f"loss {m['loss']:.3f}, still {m['params']:,} parameters ({m['note']})")
+    print(f"registered {result.model.name} (transformers) at {result.folder}; use it: set "
+          f"chat.model = \"{result.model.name}\"")
+    return 0
+
+
 # --- check, export, runs ------------------------------------------------------------------------
 
 
@@ -498,6 +531,27 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_distill)
+
+    p = fsub.add_parser("prune", parents=[common],
+                        help="remove layers, attention heads or MLP channels chosen by importance "
+                             "on your data, optionally recover, and register the smaller model")
+    p.add_argument("--model", required=True,
+                   help="catalogue GGUF (e.g. smollm2-135m) or transformers folder")
+    p.add_argument("--data", required=True, help="JSONL rows: importance is measured on them")
+    p.add_argument("--ratio", type=float, required=True,
+                   help="share of the structure removed, between 0 and 1")
+    p.add_argument("--what", choices=["layers", "heads", "mlp"], default="mlp",
+                   help="decoder layers, attention heads (whole KV groups) or MLP channels")
+    p.add_argument("--recover-steps", type=int, default=0,
+                   help="full fine-tuning steps on the data after pruning (0: none)")
+    p.add_argument("--name", default="", help="model name (default: MODEL-pruned-WHAT-TIME)")
+    p.add_argument("--samples", type=int, default=32, help="rows used to measure importance")
+    p.add_argument("--lr", type=float, default=2e-5, help="recovery learning rate")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--max-tokens", type=int, default=256, help="tokens per text")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_prune)
 
     p = fsub.add_parser("check", parents=[common],
                         help="eval before/after and a forgetting check on a retain set")

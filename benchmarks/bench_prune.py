@@ -1,0 +1,182 @@
+"""Pruning benchmark: SmolLM2-135M with MLP channels (or layers) pruned to >= 25% fewer parameters.
+
+Stages (each writes its numbers into ``benchmarks/out/prune/results.json`` as it finishes, so a
+long run can be stopped and continued with ``--stages``):
+
+* ``data``: SQuAD v1.1 dev (read from ``../shared/bench/squad``, never copied into the repository)
+  split by article into training rows and held-out questions, as ``bench_finetune_squad.py``
+  does; derived files go to the appkit cache.
+* ``prune``: ``finetune.prune``: importance on the training rows, structured pruning at
+  ``--ratio`` (MLP channels: 0.45 removes about 27% of the 135M parameters; layers: 0.34, ten of
+  thirty layers, about 26%), then a full-fine-tuning recovery of ``--recover-steps`` steps; the
+  magnitude-pruning comparison at the same ratio comes with it.
+* ``eval``: token F1 / EM on the held-out questions (gold paragraph as context, the same prompt),
+  original vs pruned, both float32 through transformers so only the pruning differs.
+* ``speed``: generation tokens/s through transformers of the original and the pruned model, and
+  llama.cpp tokens/s of the original GGUF. The pruned model has no GGUF: ``finetune.export``
+  writes changes onto the base GGUF's own tensors and cannot take other shapes (see
+  ``finetune/README.md``), so the llama.cpp row of the pruned model stays empty.
+
+The goal of issue 11: >= 25% fewer parameters, <= 3 F1 points lost after recovery, a measured
+speed-up.
+
+Run: ``.venv/bin/python benchmarks/bench_prune.py --questions 200 --train-rows 800 \
+--recover-steps 300``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import bench_finetune_squad as squad  # noqa: E402  (SQUAD path, prompt, llama.cpp speed)
+
+OUT = REPO / "benchmarks" / "out" / "prune"
+RESULTS = OUT / "results.json"
+
+
+save = squad.saver(RESULTS)
+
+
+def work_dir() -> Path:
+    from finetune.base import finetune_home
+
+    return finetune_home() / "bench-prune"
+
+
+def stage_data(args) -> None:
+    from finetune.data import write_rows
+
+    train, held, articles = squad.split_squad()
+    held_titles = {r.group for r in held}
+    titles = range(articles)
+    d = work_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    write_rows(train[:args.train_rows], d / "train.jsonl")
+    write_rows(held[:args.questions], d / "heldout.jsonl")
+    save("data", {"articles": len(titles), "heldout_articles": len(held_titles),
+                  "train_rows": min(len(train), args.train_rows),
+                  "heldout_questions": min(len(held), args.questions)})
+
+
+def stage_prune(args) -> None:
+    from appkit.models.catalogue import get_spec
+    from finetune.prune import PruneConfig, prune
+
+    try:
+        spec = get_spec(args.name)
+        save("prune", {"model": args.name, "note": "already pruned", **spec.lineage})
+        return
+    except Exception:  # noqa: BLE001 - not registered yet: prune it
+        pass
+    config = PruneConfig(model=args.model, data=str(work_dir() / "train.jsonl"),
+                         ratio=args.ratio, what=args.what, samples=args.samples,
+                         batch_size=2, max_tokens=args.max_tokens,
+                         recover_steps=args.recover_steps, lr=args.lr, threads=args.threads,
+                         prompt=squad.prompt_config())
+    result = prune(config, name=args.name)
+    r = result.report.to_dict()
+    r.pop("removed")
+    save("prune", {"model": args.name, **r, "seconds": round(result.seconds, 1)})
+
+
+def _chat(path: str, args):
+    from appkit.models.transformers_chat import TransformersChatModel
+
+    return TransformersChatModel(model_path=path, max_tokens=args.max_answer, temperature=0.0,
+                                 top_k=1, repeat_penalty=1.0)
+
+
+def _paths(args) -> dict[str, str]:
+    from appkit.models.catalogue import get_spec
+    from finetune.base import model_folder
+
+    return {"original": str(model_folder(args.model)[0]),
+            "pruned": get_spec(args.name).local_path}
+
+
+def stage_eval(args) -> None:
+    from finetune.check import score_rows
+    from finetune.data import read_rows
+
+    rows = read_rows(work_dir() / "heldout.jsonl")[0][:args.questions]
+    done = json.loads(RESULTS.read_text()).get("eval", {}) if RESULTS.exists() else {}
+    for label, path in _paths(args).items():
+        if label in done and done[label]["n"] == len(rows):
+            continue
+        t0 = time.perf_counter()
+        s = score_rows(_chat(path, args), rows, prompt=squad.prompt_config(), desc=label)
+        done[label] = {**s.summary(), "seconds": round(time.perf_counter() - t0, 1)}
+        save("eval", done)
+
+
+def hf_speed(path: str, threads: int, n_gen: int = 32) -> dict:
+    """Prompt and greedy generation tokens/s of a transformers folder (float32, CPU)."""
+    import torch
+    import transformers
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype="float32").eval()
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    ids = tok("The quick brown fox jumps over the lazy dog. " * 30,
+              return_tensors="pt").input_ids[:, :256]
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        out = model(input_ids=ids, use_cache=True)
+        t1 = time.perf_counter()
+        cache, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        for _ in range(n_gen):
+            out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
+            cache, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        t2 = time.perf_counter()
+    return {"prompt_tps": round(ids.shape[1] / (t1 - t0), 1), "gen_tps": round(n_gen / (t2 - t1), 1)}
+
+
+def stage_speed(args) -> None:
+    from appkit.models.catalogue import resolve_model
+
+    out = {f"{label} (transformers fp32)": hf_speed(p, args.threads)
+           for label, p in _paths(args).items()}
+    out["original (llama.cpp GGUF)"] = squad.speed(str(resolve_model(args.model)[1]), args.threads)
+    out["pruned (llama.cpp GGUF)"] = None  # finetune.export cannot write a pruned GGUF
+    a, b = out["original (transformers fp32)"], out["pruned (transformers fp32)"]
+    out["pruned_vs_original_gen"] = round(b["gen_tps"] / a["gen_tps"], 2)
+    save("speed", out)
+
+
+STAGES = {"data": stage_data, "prune": stage_prune, "eval": stage_eval, "speed": stage_speed}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--stages", default=",".join(STAGES))
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--name", default="bench-prune-smollm2")
+    p.add_argument("--what", choices=["layers", "heads", "mlp"], default="mlp")
+    p.add_argument("--ratio", type=float, default=0.45,
+                   help="mlp 0.45 or layers 0.34: >= 25%% fewer parameters for SmolLM2-135M")
+    p.add_argument("--samples", type=int, default=64, help="rows scored for importance")
+    p.add_argument("--train-rows", type=int, default=800)
+    p.add_argument("--questions", type=int, default=200, help="held-out questions")
+    p.add_argument("--recover-steps", type=int, default=300)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--max-answer", type=int, default=32)
+    p.add_argument("--max-tokens", type=int, default=384)
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args()
+    for stage in args.stages.split(","):
+        t0 = time.perf_counter()
+        STAGES[stage.strip()](args)
+        print(f"stage {stage} done in {time.perf_counter() - t0:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,591 @@
+"""Pruning: make a model smaller by removing whole structures (``appkit finetune prune``).
+
+**Structured pruning** removes one kind of structure from a llama-family decoder (Llama,
+SmolLM2, Qwen2, Gemma 3), chosen by an importance score measured on the user's own data:
+
+* ``layers``: whole decoder layers. A layer's importance is how much it changes the hidden
+  state, ``1 - cosine(input, output)`` averaged over the tokens (Men et al. 2024, "ShortGPT");
+  the layers that change it least go first.
+* ``heads``: attention heads, removed as whole key/value groups so grouped-query attention keeps
+  valid shapes: a group's key and value heads go together with the query heads that share them.
+  A head's importance is the first-order Taylor score ``sum |activation x gradient|`` of its
+  slice of ``o_proj``'s input (Molchanov et al. 2019), summed over the group.
+* ``mlp``: intermediate channels of the MLP (rows of ``gate_proj``/``up_proj``, columns of
+  ``down_proj``), scored the same way on ``down_proj``'s input.
+
+``ratio`` is the share of that structure removed. llama.cpp and GGUF need one shape for every
+layer, so heads and channels are chosen per layer by importance but the same number is removed in
+every layer. The config is updated (``num_hidden_layers``, ``layer_types``, ``intermediate_size``,
+``num_attention_heads``/``num_key_value_heads``, with ``head_dim`` written out so it stays the
+same) and the model reloads with ``AutoModelForCausalLM.from_pretrained``.
+
+An optional **recovery** fine-tune (``recover_steps``) trains every weight of the pruned model
+on the data for a few steps with :class:`~finetune.trainer.Trainer` (a run with a loss curve).
+
+**Unstructured magnitude pruning** (:func:`magnitude_prune`, ``torch.nn.utils.prune``) is
+reported beside it for comparison: it zeroes the smallest weights but removes nothing. llama.cpp
+multiplies dense matrices, zeros included, and a GGUF stores every zero like any other weight,
+so the file is the same size and generation is no faster; only structured pruning shrinks the
+matrices that the kernels multiply.
+
+The pruned model is written as a transformers folder ``<appkit cache>/finetune/models/NAME/
+transformers`` and registered as ``NAME`` (format ``hf``) with lineage: base, what, ratio, the
+removed indices, the data and its hash, recovery steps. It is **not** exported to GGUF:
+:mod:`finetune.export` writes a run's change onto the tensors of the base model's own GGUF, whose
+shapes and layer count are fixed, so it cannot take a model with fewer layers, heads or channels.
+
+Example:
+    >>> from finetune.prune import PruneConfig
+    >>> PruneConfig(model="smollm2-135m", data="train.jsonl", ratio=0.25, what="mlp").what
+    'mlp'
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from appkit.config import PromptConfig
+from appkit.errors import AppkitError
+from appkit.lazy import require
+
+What = Literal["layers", "heads", "mlp"]
+WHATS = ("layers", "heads", "mlp")
+SUPPORTED = ("LlamaForCausalLM", "Qwen2ForCausalLM", "Gemma3ForCausalLM")
+
+
+class PruneError(AppkitError):
+    """Pruning cannot be done as asked (ratio, architecture, structure)."""
+
+
+@dataclass
+class PruneConfig:
+    """What to prune.
+
+    Example:
+        >>> from finetune.prune import PruneConfig
+        >>> PruneConfig("smollm2-135m", "train.jsonl", 0.3, what="layers").recover_steps
+        0
+
+    Attributes:
+        model: a catalogue GGUF name (converted once to float32) or a transformers folder.
+        data: JSONL rows (``instruction``/``question``/``prompt``, optional ``input`` and
+            ``output``) on which importance is measured and recovery trains.
+        ratio: the share of the structure removed, strictly between 0 and 1.
+        what: ``layers``, ``heads`` or ``mlp``.
+        samples: rows used to measure importance.
+        batch_size: rows per importance batch and per training micro-batch.
+        max_tokens: tokens per text.
+        recover_steps: full fine-tuning steps after pruning (0: none).
+        lr: recovery learning rate.
+        seed: recovery data order.
+        threads: torch CPU threads (0: every core).
+        prompt: how rows become prompts (the profile's).
+    """
+
+    model: str
+    data: str
+    ratio: float
+    what: What = "mlp"
+    samples: int = 32
+    batch_size: int = 4
+    max_tokens: int = 256
+    recover_steps: int = 0
+    lr: float = 2e-5
+    seed: int = 0
+    threads: int = 0
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["prompt"] = {k: (list(v) if isinstance(v, tuple) else v)
+                          for k, v in asdict(self.prompt).items()}
+        return data
+
+
+@dataclass
+class PruneReport:
+    """What pruning removed and what it cost.
+
+    Attributes:
+        what: the structure pruned.
+        ratio: the share asked for.
+        removed: per structure, the removed indices (``layers``: layer indices; ``heads``:
+            per layer the removed key/value groups; ``mlp``: per layer the removed channels).
+        params_before: parameters of the original model.
+        params_after: parameters of the pruned model.
+        loss_before: mean loss on the answers of the importance rows, original model.
+        loss_pruned: the same after pruning, before recovery.
+        loss_after: the same after recovery (``loss_pruned`` without recovery).
+        magnitude: the unstructured comparison at the same ratio (:class:`MagnitudeReport`).
+    """
+
+    what: str
+    ratio: float
+    removed: Any
+    params_before: int
+    params_after: int
+    loss_before: float | None = None
+    loss_pruned: float | None = None
+    loss_after: float | None = None
+    magnitude: dict[str, Any] | None = None
+
+    @property
+    def reduction(self) -> float:
+        """The share of parameters removed."""
+        return 1 - self.params_after / self.params_before
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "reduction": round(self.reduction, 4)}
+
+
+@dataclass
+class MagnitudeReport:
+    """Unstructured magnitude pruning: how many weights were zeroed (none removed)."""
+
+    ratio: float
+    zeroed: int
+    prunable: int
+    params: int
+    loss: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "zeroed_share": round(self.zeroed / max(self.prunable, 1), 4),
+                "note": "zeros are still stored and multiplied: same GGUF size, same llama.cpp "
+                        "speed"}
+
+
+# --- the model's parts -------------------------------------------------------------------------
+
+
+def check_architecture(model: Any) -> None:
+    """Raise :class:`PruneError` unless the model is a supported llama-family decoder."""
+    name = type(model).__name__
+    if name not in SUPPORTED or not hasattr(getattr(model, "model", None), "layers"):
+        raise PruneError(f"pruning supports llama-family decoders ({', '.join(SUPPORTED)}); this "
+                         f"model is a {name} ({getattr(model.config, 'model_type', '?')})")
+
+
+def decoder_layers(model: Any) -> Any:
+    """The model's ``nn.ModuleList`` of decoder layers."""
+    return model.model.layers
+
+
+def count_params(model: Any) -> int:
+    """Parameters, each shared (tied) tensor once."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def head_dim(model: Any) -> int:
+    c = model.config
+    return int(getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads)
+
+
+def how_many(ratio: float, total: int, unit: str) -> int:
+    """How many of ``total`` structures ``ratio`` removes.
+
+    Raises:
+        PruneError: a ratio outside (0, 1), or one that removes none or all of them.
+    """
+    if not 0 < ratio < 1:
+        raise PruneError(f"--ratio must be between 0 and 1 (the share of {unit} removed), "
+                         f"got {ratio}")
+    n = round(ratio * total)
+    if n >= total or total <= 1:
+        raise PruneError(f"ratio {ratio} would remove all {total} {unit}; use a smaller ratio "
+                         f"(at most {(total - 1) / total:.2f})")
+    if n == 0:
+        raise PruneError(f"ratio {ratio} removes none of the {total} {unit}; use at least "
+                         f"{0.5 / total:.2f}")
+    return n
+
+
+# --- importance --------------------------------------------------------------------------------
+
+
+def _batches(encoded: Sequence[Any], batch_size: int, pad_id: int, *, every_token: bool = True
+             ) -> list[dict[str, Any]]:
+    """Micro-batches: with ``every_token`` a language-model loss on every real token (for
+    importance: more signal than the answers alone), else the encoded labels (the answers, as
+    recovery trains)."""
+    from finetune.trainer import collate
+
+    out = []
+    for i in range(0, len(encoded), batch_size):
+        b = collate(encoded[i:i + batch_size], pad_id)
+        if every_token:
+            b["labels"] = b["input_ids"].masked_fill(b["attention_mask"] == 0, -100)
+        out.append(b)
+    return out
+
+
+def mean_loss(model: Any, batches: Sequence[dict[str, Any]]) -> float:
+    """The token-averaged language-model loss over ``batches`` (no training)."""
+    torch = require("torch", extra="finetune")
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for b in batches:
+            n = int((b["labels"][:, 1:] != -100).sum())
+            total += float(model(**{k: v.to(device) for k, v in b.items()}).loss) * n
+            tokens += n
+    model.train(was)
+    return total / max(tokens, 1)
+
+
+def layer_importance(model: Any, batches: Sequence[dict[str, Any]]) -> list[float]:
+    """Per layer, the mean ``1 - cosine(input, output)`` of the hidden state over real tokens."""
+    torch = require("torch", extra="finetune")
+    layers = decoder_layers(model)
+    scores = [0.0] * len(layers)
+    mask: dict[str, Any] = {}
+    hooks = []
+
+    def hook(i: int) -> Callable[..., None]:
+        def fn(module: Any, args: Any, kwargs: Any, output: Any) -> None:
+            x = args[0] if args else kwargs["hidden_states"]
+            y = output[0] if isinstance(output, tuple) else output
+            cos = torch.nn.functional.cosine_similarity(x.float(), y.float(), dim=-1)
+            m = mask["m"].to(cos.dtype)
+            scores[i] += float(((1 - cos) * m).sum())
+        return fn
+
+    for i, layer in enumerate(layers):
+        hooks.append(layer.register_forward_hook(hook(i), with_kwargs=True))
+    device = next(model.parameters()).device
+    tokens = 0
+    model.eval()
+    try:
+        with torch.no_grad():
+            for b in batches:
+                mask["m"] = b["attention_mask"].to(device)
+                tokens += int(b["attention_mask"].sum())
+                model(input_ids=b["input_ids"].to(device),
+                      attention_mask=b["attention_mask"].to(device))
+    finally:
+        for h in hooks:
+            h.remove()
+    return [s / max(tokens, 1) for s in scores]
+
+
+def taylor_importance(model: Any, batches: Sequence[dict[str, Any]], module: str) -> list[Any]:
+    """Per layer, ``sum |x * dL/dx|`` over tokens of each input feature of ``module``
+    (``o_proj``: head slices; ``down_proj``: MLP channels). Gradients are not kept."""
+    torch = require("torch", extra="finetune")
+    layers = decoder_layers(model)
+    part = "self_attn" if module == "o_proj" else "mlp"
+    scores: list[Any] = [None] * len(layers)
+    hooks = []
+
+    def pre(i: int) -> Callable[..., None]:
+        def fn(mod: Any, args: Any) -> None:
+            x = args[0]
+            if not x.requires_grad:
+                return
+
+            def grad_hook(g: Any) -> None:
+                s = (x.detach() * g).abs().sum(dim=tuple(range(g.dim() - 1))).double()
+                scores[i] = s if scores[i] is None else scores[i] + s
+            x.register_hook(grad_hook)
+        return fn
+
+    for i, layer in enumerate(layers):
+        hooks.append(getattr(getattr(layer, part), module).register_forward_pre_hook(pre(i)))
+    device = next(model.parameters()).device
+    flags = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    # inputs need gradients to flow with frozen weights: ask for them on the embeddings
+    embed = model.get_input_embeddings()
+    h_embed = embed.register_forward_hook(lambda m, a, out: out.requires_grad_(True))
+    model.eval()
+    try:
+        for b in batches:
+            out = model(**{k: v.to(device) for k, v in b.items()})
+            out.loss.backward()
+    finally:
+        h_embed.remove()
+        for h in hooks:
+            h.remove()
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+    if any(s is None for s in scores):
+        raise PruneError("no gradient reached the pruned modules; the data gave no tokens to "
+                         "score")
+    return scores
+
+
+# --- surgery -----------------------------------------------------------------------------------
+
+
+def _linear(old: Any, rows: Any = None, cols: Any = None) -> Any:
+    """A new ``nn.Linear`` holding the kept output ``rows`` and input ``cols`` of ``old``."""
+    torch = require("torch", extra="finetune")
+    w = old.weight.data
+    if rows is not None:
+        w = w[rows]
+    if cols is not None:
+        w = w[:, cols]
+    new = torch.nn.Linear(w.shape[1], w.shape[0], bias=old.bias is not None,
+                          dtype=w.dtype, device=w.device)
+    new.weight.data.copy_(w)
+    if old.bias is not None:
+        new.bias.data.copy_(old.bias.data[rows] if rows is not None else old.bias.data)
+    return new
+
+
+def remove_layers(model: Any, drop: Sequence[int]) -> None:
+    """Remove decoder layers in place and renumber the rest (their KV-cache slots)."""
+    torch = require("torch", extra="finetune")
+    layers = decoder_layers(model)
+    keep = [i for i in range(len(layers)) if i not in set(drop)]
+    model.model.layers = torch.nn.ModuleList([layers[i] for i in keep])
+    for new, layer in enumerate(model.model.layers):
+        for mod in (layer, getattr(layer, "self_attn", None)):
+            if mod is not None and hasattr(mod, "layer_idx"):
+                mod.layer_idx = new
+    c = model.config
+    c.num_hidden_layers = len(keep)
+    if getattr(c, "layer_types", None):
+        c.layer_types = [c.layer_types[i] for i in keep]
+
+
+def remove_channels(model: Any, keep: Sequence[Any]) -> None:
+    """Keep, per layer, the MLP channels ``keep[i]`` (equal counts) in place."""
+    for layer, k in zip(decoder_layers(model), keep):
+        mlp = layer.mlp
+        mlp.gate_proj = _linear(mlp.gate_proj, rows=k)
+        mlp.up_proj = _linear(mlp.up_proj, rows=k)
+        mlp.down_proj = _linear(mlp.down_proj, cols=k)
+        if hasattr(mlp, "intermediate_size"):
+            mlp.intermediate_size = len(k)
+    model.config.intermediate_size = len(keep[0])
+
+
+def remove_groups(model: Any, keep: Sequence[Any]) -> None:
+    """Keep, per layer, the key/value groups ``keep[i]`` (equal counts) with their query heads."""
+    torch = require("torch", extra="finetune")
+    c = model.config
+    hd = head_dim(model)
+    rep = c.num_attention_heads // c.num_key_value_heads
+    for layer, groups in zip(decoder_layers(model), keep):
+        attn = layer.self_attn
+        kv = torch.cat([torch.arange(g * hd, (g + 1) * hd) for g in groups.tolist()])
+        q = torch.cat([torch.arange(g * rep * hd, (g + 1) * rep * hd) for g in groups.tolist()])
+        attn.q_proj = _linear(attn.q_proj, rows=q)
+        attn.k_proj = _linear(attn.k_proj, rows=kv)
+        attn.v_proj = _linear(attn.v_proj, rows=kv)
+        attn.o_proj = _linear(attn.o_proj, cols=q)
+        for attr, value in (("num_heads", len(groups) * rep),
+                            ("num_key_value_heads", len(groups))):
+            if hasattr(attn, attr):
+                setattr(attn, attr, value)
+    n = len(keep[0])
+    c.head_dim = hd  # the default hidden_size // heads would change with fewer heads
+    c.num_attention_heads = n * rep
+    c.num_key_value_heads = n
+
+
+def prune_model(model: Any, batches: Sequence[dict[str, Any]], what: str, ratio: float
+                ) -> Any:
+    """Prune ``model`` in place by importance on ``batches``; returns what was removed.
+
+    Args:
+        model: a supported decoder (see :data:`SUPPORTED`).
+        batches: micro-batches of the user's data (``input_ids``, ``attention_mask``,
+            ``labels``).
+        what: ``layers``, ``heads`` or ``mlp``.
+        ratio: the share removed, in (0, 1).
+
+    Returns:
+        ``layers``: the removed layer indices; otherwise per layer the removed group or
+        channel indices.
+
+    Raises:
+        PruneError: an unknown structure, a bad ratio, an unsupported architecture.
+    """
+    torch = require("torch", extra="finetune")
+    if what not in WHATS:
+        raise PruneError(f"unknown structure '{what}'; prune one of {', '.join(WHATS)}")
+    check_architecture(model)
+    c = model.config
+    if what == "layers":
+        n = how_many(ratio, len(decoder_layers(model)), "layers")
+        scores = layer_importance(model, batches)
+        drop = sorted(sorted(range(len(scores)), key=lambda i: scores[i])[:n])
+        remove_layers(model, drop)
+        return drop
+    if what == "mlp":
+        n = how_many(ratio, c.intermediate_size, "MLP channels per layer")
+        scores = taylor_importance(model, batches, "down_proj")
+    else:
+        groups = c.num_key_value_heads
+        n = how_many(ratio, groups, "key/value head groups per layer")
+        # o_proj input features are [head, head_dim]; heads of one group are adjacent
+        scores = [s.view(groups, -1).sum(-1) for s in taylor_importance(model, batches, "o_proj")]
+    keep = [torch.sort(torch.argsort(s, descending=True)[:len(s) - n]).values for s in scores]
+    removed = [sorted(set(range(len(s))) - set(k.tolist())) for s, k in zip(scores, keep)]
+    (remove_channels if what == "mlp" else remove_groups)(model, keep)
+    return removed
+
+
+def magnitude_prune(model: Any, ratio: float) -> MagnitudeReport:
+    """Zero the ``ratio`` smallest-magnitude weights of every decoder-layer linear in place
+    (``torch.nn.utils.prune.l1_unstructured``, made permanent).
+
+    Nothing is removed: the matrices keep their shapes, so the parameter count, the GGUF size and
+    llama.cpp's dense matrix multiplications are unchanged.
+
+    Raises:
+        PruneError: a ratio outside (0, 1).
+    """
+    torch = require("torch", extra="finetune")
+    if not 0 < ratio < 1:
+        raise PruneError(f"--ratio must be between 0 and 1 (the share of weights zeroed), "
+                         f"got {ratio}")
+    prune = require("torch.nn.utils.prune", extra="finetune", package="torch")
+    zeroed = prunable = 0
+    for layer in decoder_layers(model):
+        for mod in layer.modules():
+            if isinstance(mod, torch.nn.Linear):
+                prune.l1_unstructured(mod, name="weight", amount=ratio)
+                prune.remove(mod, "weight")
+                zeroed += int((mod.weight == 0).sum())
+                prunable += mod.weight.numel()
+    return MagnitudeReport(ratio, zeroed, prunable, count_params(model))
+
+
+# --- the whole command -------------------------------------------------------------------------
+
+
+@dataclass
+class PruneResult:
+    """How a pruning ended: the report, the registered model, the recovery run (if any)."""
+
+    report: PruneReport
+    model: Any  # the registered ModelSpec (or the unregistered spec)
+    folder: Path
+    run: Any  # the recovery Run, or None
+    seconds: float
+
+
+def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = print,
+          progress: bool = True, register: bool = True, compare_magnitude: bool = True
+          ) -> PruneResult:
+    """Prune ``config.model`` on ``config.data``, optionally recover, save and register it.
+
+    Args:
+        config: the settings.
+        name: the catalogue (and recovery run) name (default: ``<model>-pruned-<what>-<time>``).
+        log: where progress lines go.
+        progress: show progress bars.
+        register: add the pruned model to the catalogue.
+        compare_magnitude: also measure unstructured magnitude pruning at the same ratio on a
+            copy (reported only).
+
+    Raises:
+        PruneError: bad ratio or structure, unsupported architecture.
+        DataError: missing or malformed data.
+        AppkitError: unknown model, or a name already taken.
+    """
+    from finetune.base import model_folder
+    from finetune.data import data_hash, encode_example
+    from finetune.distill import load_causal_lm, read_prompts, save_student
+    from finetune.export import exports_dir
+    from finetune.runs import Run, runs_dir
+
+    if config.what not in WHATS:
+        raise PruneError(f"unknown structure '{config.what}'; prune one of {', '.join(WHATS)}")
+    if not 0 < config.ratio < 1:
+        raise PruneError(f"--ratio must be between 0 and 1 (the share of {config.what} removed), "
+                         f"got {config.ratio}")
+    rows = read_prompts(config.data)
+    from appkit.models.catalogue import _BUILTIN
+
+    stem = Path(config.model).name if Path(config.model).is_dir() else config.model
+    name = name or f"{stem}-pruned-{config.what}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if name in {s.name for s in _BUILTIN}:
+        raise AppkitError(f"'{name}' is a built-in model name; choose another --name")
+    for taken in (runs_dir() / name, exports_dir() / name / "transformers"):
+        if taken.exists():
+            raise AppkitError(f"'{name}' exists at {taken}; choose another --name")
+    torch = require("torch", extra="finetune")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    start = time.perf_counter()
+
+    model, tokenizer, templated = load_causal_lm(config.model, log=log)
+    check_architecture(model)
+    _, spec = model_folder(config.model, log=log)
+    encoded = [encode_example(r, tokenizer, chat_template=templated, max_tokens=config.max_tokens,
+                              prompt=config.prompt) for r in rows]
+    batches = _batches(encoded[:config.samples], config.batch_size, tokenizer.pad_token_id)
+    # losses are reported on the answers of the same rows, the objective recovery trains
+    answers = _batches(encoded[:config.samples], config.batch_size, tokenizer.pad_token_id,
+                       every_token=False)
+    before = count_params(model)
+    loss_before = mean_loss(model, answers)
+    magnitude = None
+    if compare_magnitude:
+        twin = copy.deepcopy(model)
+        magnitude = magnitude_prune(twin, config.ratio)
+        magnitude.loss = mean_loss(twin, answers)
+        del twin
+    log(f"measuring {config.what} importance on {min(len(rows), config.samples)} rows")
+    removed = prune_model(model, batches, config.what, config.ratio)
+    report = PruneReport(config.what, config.ratio, removed, before, count_params(model),
+                         loss_before, mean_loss(model, answers),
+                         magnitude=magnitude.to_dict() if magnitude else None)
+    report.loss_after = report.loss_pruned
+    log(f"pruned {config.what}: {before:,} -> {report.params_after:,} parameters "
+        f"({report.reduction:.1%} fewer); loss {loss_before:.3f} -> {report.loss_pruned:.3f}")
+
+    run = None
+    base = spec.name if spec is not None else str(config.model)
+    info = {"base": base, "data": str(Path(config.data).resolve()), "data_hash": data_hash(rows)}
+    if config.recover_steps > 0:
+        from finetune.trainer import Trainer, TrainConfig
+
+        train_config = TrainConfig(
+            base=base, data=config.data, method="full", lr=config.lr, dropout=0.0,
+            batch_size=config.batch_size, max_steps=config.recover_steps,
+            max_tokens=config.max_tokens, save_every=max(config.recover_steps, 1),
+            seed=config.seed, threads=config.threads, prompt=config.prompt)
+        run = Run.create(name, {**info, "method": "full", "rows": len(rows),
+                                "prune": {"what": config.what, "ratio": config.ratio},
+                                "config": train_config.to_dict()})
+        for p in model.parameters():
+            p.requires_grad_(True)
+        trainer = Trainer(model, encoded, train_config, run, pad_id=tokenizer.pad_token_id,
+                          log=log, progress=progress)
+        trainer.fit()
+        model = trainer.model.to("cpu")
+        report.loss_after = mean_loss(model, answers)
+        log(f"recovered for {config.recover_steps} steps: loss {report.loss_after:.3f}")
+
+    folder = save_student(model, tokenizer, name, log=log)
+    from appkit.models.catalogue import ModelSpec, register_model
+
+    role = spec.role if spec is not None else ("chat" if templated else "completion")
+    entry = ModelSpec(
+        name=name, role=role, format="hf", local_path=str(folder),
+        size=sum(f.stat().st_size for f in folder.iterdir() if f.is_file()),
+        lineage={**info, "pruned": config.what, "ratio": config.ratio,
+                 "removed": removed, "params_before": before,
+                 "params_after": report.params_after, "recovery_steps": config.recover_steps,
+                 "run": run.name if run is not None else None,
+                 "pruned_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        description=f"{base} with {config.ratio:.0%} of its {config.what} pruned "
+                    f"({report.reduction:.0%} fewer parameters), served through transformers")
+    if register:
+        register_model(entry, persist=True)
+    if run is not None:
+        run.update(exports={name: str(folder)}, prune_report=report.to_dict())
+    return PruneResult(report, entry, folder, run, time.perf_counter() - start)
