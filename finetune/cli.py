@@ -9,6 +9,12 @@ The loop::
     appkit finetune check my-run                                # before/after + forgetting
     appkit finetune export my-run --quant q4_k_m                # registers my-run-q4_k_m
     appkit models                                               # lists it; profiles can name it
+
+Making models small (issue 11)::
+
+    appkit finetune distill --teacher qwen2.5-coder-0.5b --student smollm2-135m --data p.jsonl
+    appkit finetune prune --model smollm2-135m --data train.jsonl --ratio 0.3 --what mlp
+    appkit finetune pretrain --data notes/ --out tiny-model/     # or --continue-from smollm2-135m
 """
 
 from __future__ import annotations
