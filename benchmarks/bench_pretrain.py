@@ -115,11 +115,17 @@ def main() -> None:
     print(f"\ncorpus: {args.corpus}, held-out {chars:,} characters; budget {args.steps} steps"
           + (f" / {args.minutes} min" if args.minutes else ""))
     print("perplexity is per token of each model's own tokenizer; compare bits per character\n")
-    print("| model | parameters | trained | steps | minutes | held-out ppl | bits/char |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| model | parameters | trained | steps | minutes | held-out ppl | bits/char | "
+          "best bits/char on the curve (step) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
+        # A small corpus overfits within the budget: the curve's best point is what early
+        # stopping would keep, so it is shown next to the last.
+        best = min(r["curve"], key=lambda c: c["heldout_bpc"]) if r["curve"] else None
+        r["best_bpc"] = best["heldout_bpc"] if best else r["bpc"]
+        where = f"{best['heldout_bpc']:.3f} ({best['step']})" if best else "-"
         print(f"| {r['model']} | {r['params'] / 1e6:.1f}M | {r['trainable'] / 1e6:.2f}M | "
-              f"{r['steps']} | {r['minutes']:.1f} | {r['ppl']:.2f} | {r['bpc']:.3f} |")
+              f"{r['steps']} | {r['minutes']:.1f} | {r['ppl']:.2f} | {r['bpc']:.3f} | {where} |")
     (OUT / "results.json").write_text(json.dumps(
         {"args": vars(args), "heldout_chars": chars, "rows": rows}, indent=2))
     print(f"\nwrote {OUT / 'results.json'}")
