@@ -44,7 +44,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,7 +55,7 @@ from appkit.lazy import require
 from finetune.base import model_folder
 from finetune.data import DataError, Encoded, Example, data_hash, encode_example, render_messages
 from finetune.runs import Run
-from finetune.trainer import Trainer, TrainConfig, collate
+from finetune.trainer import Trainer, TrainConfig, collate, config_dict
 
 Mode = Literal["auto", "logit", "sequence"]
 MODES = ("auto", "logit", "sequence")
@@ -131,10 +131,7 @@ class DistillConfig:
             seed=self.seed, threads=self.threads, prompt=self.prompt)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["prompt"] = {k: (list(v) if isinstance(v, tuple) else v)
-                          for k, v in asdict(self.prompt).items()}
-        return data
+        return config_dict(self)
 
 
 @dataclass

@@ -52,6 +52,7 @@ from typing import Any, Literal
 from appkit.config import PromptConfig
 from appkit.errors import AppkitError
 from appkit.lazy import require
+from finetune.trainer import config_dict
 
 What = Literal["layers", "heads", "mlp"]
 WHATS = ("layers", "heads", "mlp")
@@ -101,10 +102,7 @@ class PruneConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["prompt"] = {k: (list(v) if isinstance(v, tuple) else v)
-                          for k, v in asdict(self.prompt).items()}
-        return data
+        return config_dict(self)
 
 
 @dataclass

@@ -38,6 +38,14 @@ from finetune.runs import Run
 METHODS = ("full", *PEFT_METHODS)
 
 
+def config_dict(config: Any) -> dict[str, Any]:
+    """A run config as JSON-ready data: a dataclass with a ``prompt`` (:class:`PromptConfig`)."""
+    data = asdict(config)
+    data["prompt"] = {k: (list(v) if isinstance(v, tuple) else v)
+                      for k, v in asdict(config.prompt).items()}
+    return data
+
+
 @dataclass
 class TrainConfig:
     """What to train.
@@ -90,11 +98,7 @@ class TrainConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["targets"] = list(self.targets)
-        data["prompt"] = {k: (list(v) if isinstance(v, tuple) else v)
-                          for k, v in asdict(self.prompt).items()}
-        return data
+        return {**config_dict(self), "targets": list(self.targets)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
