@@ -166,3 +166,24 @@ def model_folder(ref: str, *, log: Callable[[str], None] = print) -> tuple[Path,
     raise AppkitError(f"'{ref}' ({spec.role}, {spec.format}) cannot be loaded by "
                       "transformers; use a GGUF chat/completion model such as smollm2-135m, a "
                       "distilled student, or a transformers folder")
+
+
+def new_model_name(source: str, suffix: str, name: str | None = None) -> str:
+    """The name a new model registers under: ``name``, or ``<source stem>-<suffix>-<time>``.
+
+    Raises:
+        AppkitError: the name is a built-in model's, or a run or an exported model has it.
+    """
+    from appkit.models.catalogue import _BUILTIN
+    from finetune.export import exports_dir
+    from finetune.runs import runs_dir
+
+    stem = Path(source).name if Path(source).is_dir() else source
+    name = name or f"{stem}-{suffix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if name in {s.name for s in _BUILTIN}:
+        raise AppkitError(f"'{name}' is a built-in model name; choose another --name")
+    for taken in (runs_dir() / name, exports_dir() / name / "transformers"):
+        if taken.exists():
+            raise AppkitError(f"'{name}' exists at {taken}; choose another --name")
+    return name
+

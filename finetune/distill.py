@@ -52,7 +52,7 @@ from appkit.config import PromptConfig
 from appkit.errors import AppkitError
 from appkit.jsonl import read_jsonl
 from appkit.lazy import require
-from finetune.base import model_folder
+from finetune.base import model_folder, new_model_name
 from finetune.data import DataError, Encoded, Example, data_hash, encode_example, render_messages
 from finetune.runs import Run
 from finetune.trainer import Trainer, TrainConfig, collate, config_dict
@@ -471,17 +471,7 @@ def distill(config: DistillConfig, *, name: str = "", profile: Any = None,
         raise AppkitError(f"unknown distillation mode '{config.mode}'; use one of "
                           f"{', '.join(MODES)}")
     rows = read_prompts(config.data)
-    from appkit.models.catalogue import _BUILTIN
-
-    stem = Path(config.student).name if Path(config.student).is_dir() else config.student
-    name = name or f"{stem}-distill-{time.strftime('%Y%m%d-%H%M%S')}"
-    if name in {s.name for s in _BUILTIN}:
-        raise AppkitError(f"'{name}' is a built-in model name; choose another --name")
-    from finetune.runs import runs_dir
-
-    if (runs_dir() / name).exists():
-        raise AppkitError(f"a run named '{name}' exists at {runs_dir() / name}; choose another "
-                          "--name")
+    name = new_model_name(config.student, "distill", name)
     mode = pick_mode(config.mode, vocabulary(config.teacher), vocabulary(config.student),
                      teacher=config.teacher, student=config.student)
     torch = require("torch", extra="finetune")

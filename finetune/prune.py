@@ -492,11 +492,10 @@ def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = p
         DataError: missing or malformed data.
         AppkitError: unknown model, or a name already taken.
     """
-    from finetune.base import model_folder
+    from finetune.base import model_folder, new_model_name
     from finetune.data import data_hash, encode_example
     from finetune.distill import load_causal_lm, read_prompts, save_student
-    from finetune.export import exports_dir
-    from finetune.runs import Run, runs_dir
+    from finetune.runs import Run
 
     if config.what not in WHATS:
         raise PruneError(f"unknown structure '{config.what}'; prune one of {', '.join(WHATS)}")
@@ -504,15 +503,7 @@ def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = p
         raise PruneError(f"--ratio must be between 0 and 1 (the share of {config.what} removed), "
                          f"got {config.ratio}")
     rows = read_prompts(config.data)
-    from appkit.models.catalogue import _BUILTIN
-
-    stem = Path(config.model).name if Path(config.model).is_dir() else config.model
-    name = name or f"{stem}-pruned-{config.what}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if name in {s.name for s in _BUILTIN}:
-        raise AppkitError(f"'{name}' is a built-in model name; choose another --name")
-    for taken in (runs_dir() / name, exports_dir() / name / "transformers"):
-        if taken.exists():
-            raise AppkitError(f"'{name}' exists at {taken}; choose another --name")
+    name = new_model_name(config.model, f"pruned-{config.what}", name)
     torch = require("torch", extra="finetune")
     if config.threads:
         torch.set_num_threads(config.threads)
