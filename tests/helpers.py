@@ -24,6 +24,30 @@ def make_pdf(path: Path, pages: list[str]) -> Path:
     return path
 
 
+def save_tiny_llama(folder: Path, words: list[str], *, seed: int = 0,
+                    **config: Any) -> Path:
+    """A two-layer random Llama and a word-level tokenizer over ``words``, saved as a
+    transformers folder; ``config`` overrides LlamaConfig values."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>",
+                                                eos_token="</s>", pad_token="<pad>",
+                                                unk_token="<unk>")
+    fast.save_pretrained(str(folder))
+    torch.manual_seed(seed)
+    settings = dict(vocab_size=len(words), hidden_size=32, intermediate_size=64,
+                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                    max_position_embeddings=256, tie_word_embeddings=True, bos_token_id=1,
+                    eos_token_id=2, pad_token_id=0)
+    transformers.LlamaForCausalLM(transformers.LlamaConfig(**{**settings, **config})) \
+        .save_pretrained(str(folder))
+    return folder
+
+
 def store_ids(store) -> set[str]:
     """Every chunk id in a :class:`~appkit.store.chroma.ChromaStore`."""
     return set(store.collection.get(include=[])["ids"])

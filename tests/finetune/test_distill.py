@@ -17,6 +17,7 @@ from finetune.distill import (
 from finetune.runs import Run
 from finetune.trainer import Trainer, TrainConfig, collate
 from tests.finetune.conftest import write_jsonl
+from tests.helpers import save_tiny_llama
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -33,22 +34,8 @@ TEXTS = ["What is the sky", "where is the sea", "who is it", "What is blue", "th
 
 def save_model(folder, words, *, seed: int):
     """A two-layer random Llama and a word-level tokenizer over ``words``, saved as a folder."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>",
-                                                eos_token="</s>", pad_token="<pad>",
-                                                unk_token="<unk>")
-    fast.save_pretrained(str(folder))
-    torch.manual_seed(seed)
-    config = transformers.LlamaConfig(
-        vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0,
-        initializer_range=0.2)
-    transformers.LlamaForCausalLM(config).save_pretrained(str(folder))
-    return folder
+    return save_tiny_llama(folder, words, seed=seed, max_position_embeddings=128,
+                           initializer_range=0.2)
 
 
 def _config(**kw) -> TrainConfig:

@@ -11,6 +11,7 @@ from appkit.config import Profile
 from appkit.models import make_chat_model
 from appkit.models.catalogue import ModelSpec, register_model
 from appkit.models.transformers_chat import TransformersChatModel
+from tests.helpers import save_tiny_llama
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -22,22 +23,7 @@ WORDS = ["<pad>", "<s>", "</s>", "<unk>", "Sources:", "Question:", "Answer:", "W
 
 def save_tiny_model(folder, *, seed: int = 0):
     """A two-layer random Llama and a word-level tokenizer, saved as a transformers folder."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>",
-                                                eos_token="</s>", pad_token="<pad>",
-                                                unk_token="<unk>")
-    fast.save_pretrained(str(folder))
-    torch.manual_seed(seed)
-    config = transformers.LlamaConfig(
-        vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    model = transformers.LlamaForCausalLM(config)
-    model.save_pretrained(str(folder))
-    return folder
+    return save_tiny_llama(folder, WORDS, seed=seed)
 
 
 @pytest.fixture(scope="module")
