@@ -359,11 +359,7 @@ class Ingestor:
 
     def write(self, batch: list[PreparedFile], vectors: Sequence[Any], report: IngestReport,
               note: Callable[[str, str], None]) -> None:
-        """Store embedded files and commit them to the manifest; the write path of every engine.
-
-        The chunk ids are journalled first and the files' rows committed last, so a writer that
-        dies in between leaves orphans the next run removes, never duplicates. Upserts make a
-        retried write harmless.
+        """Store embedded files in this thread (:meth:`store_batch`) and count them in the report.
 
         Args:
             batch: prepared files whose ``old`` is the manifest's record of them (or None).
@@ -379,9 +375,12 @@ class Ingestor:
         self.account(batch, stale, report, note)
 
     def store_batch(self, batch: list[PreparedFile], vectors: Sequence[Any]) -> int:
-        """Upsert a batch's chunks, drop its files' stale chunks, commit its manifest rows.
+        """Upsert a batch's chunks, drop its files' stale chunks, commit its manifest rows: the
+        store path of both engines.
 
-        Touches only the store and the manifest (both safe to call from one other thread), so a
+        The chunk ids are journalled first and the files' rows committed last, so a writer that
+        dies in between leaves orphans the next run removes, never duplicates. Upserts make a
+        retried write harmless. Touches only the store and the manifest (both safe to call from one other thread), so a
         :class:`WriteBehind` can run it while the next batch is embedded. Returns the number of
         stale chunks deleted.
         """
