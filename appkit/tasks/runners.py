@@ -212,24 +212,7 @@ def _constrained_kwargs(llm: Any, schema: dict) -> dict[str, Any]:
 
     if not isinstance(llm, LlamaCppChatModel):
         return {}
-    return {"grammar": json_schema_grammar(schema)}
-
-
-# llama-cpp-python's converter lets a JSON string hold raw control characters, which JSON forbids:
-# a model that writes a newline inside a string then produces output that cannot parse (seen with
-# SmolLM2 and Gemma 3 on the extract benchmark). This is the character rule llama.cpp's own
-# converter uses.
-_LOOSE_CHAR = 'char ::= [^"\\\\] |'
-_JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
-
-
-def json_schema_grammar(schema: dict[str, Any]) -> Any:
-    """A llama.cpp grammar whose every complete output is JSON valid against ``schema``."""
-    from llama_cpp import LlamaGrammar
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    gbnf = json_schema_to_gbnf(json.dumps(schema)).replace(_LOOSE_CHAR, _JSON_CHAR)
-    return LlamaGrammar.from_string(gbnf, verbose=False)
+    return {"response_format": {"type": "json_object", "schema": schema}}
 
 
 def check_schema(schema: Any, *, where: str = "the JSON schema") -> dict[str, Any]:

@@ -46,6 +46,18 @@ def test_call_parameters_merge_stops_and_overrides() -> None:
     assert "stop" not in LlamaCppChatModel(model_path="m.gguf")._params(None, {})
 
 
+def test_a_json_schema_response_format_becomes_the_strict_grammar() -> None:
+    pytest.importorskip("llama_cpp")
+    from appkit.models.llama_cpp import _JSON_CHAR
+
+    llm = LlamaCppChatModel(model_path="m.gguf")
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    params = llm._params(None, {"response_format": {"type": "json_object", "schema": schema}})
+    assert "response_format" not in params and _JSON_CHAR in params["grammar"]._grammar
+    plain = llm._params(None, {"response_format": {"type": "json_object"}})
+    assert plain["response_format"] == {"type": "json_object"} and "grammar" not in plain
+
+
 def test_messages_to_openai_roles() -> None:
     assert _to_openai(SystemMessage("s")) == {"role": "system", "content": "s"}
     assert _to_openai(HumanMessage("h")) == {"role": "user", "content": "h"}

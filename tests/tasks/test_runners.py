@@ -273,7 +273,8 @@ def test_the_json_grammar_forbids_raw_control_characters_in_strings():
 
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    from appkit.tasks.runners import _JSON_CHAR, _LOOSE_CHAR, ENTITY_SCHEMA, json_schema_grammar
+    from appkit.models.llama_cpp import _JSON_CHAR, _LOOSE_CHAR, json_schema_grammar
+    from appkit.tasks.runners import ENTITY_SCHEMA
 
     loose = json_schema_to_gbnf(json.dumps(ENTITY_SCHEMA))
     if _LOOSE_CHAR not in loose:
