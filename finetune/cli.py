@@ -35,6 +35,11 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+def _progress_log(args: argparse.Namespace) -> Any:
+    """Where progress lines go: stderr under ``--json`` (stdout carries the JSON), else stdout."""
+    return (lambda s: print(s, file=sys.stderr)) if args.json else print
+
+
 def _profile(args: argparse.Namespace) -> Any:
     from appkit.config import find_profile
 
@@ -223,7 +228,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         block_size=args.block_size, steps=args.steps, minutes=args.minutes,
         eval_every=args.eval_every, batch_size=args.batch_size, lr=args.lr, heldout=args.heldout,
         seed=args.seed, lora_r=args.r, threads=args.threads)
-    log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    log = _progress_log(args)
     if args.continue_from:
         base = model_folder(args.continue_from, log=log)
         result = continue_pretraining(base, args.data, args.out, config, log=log)
@@ -259,7 +264,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         grad_accum=args.grad_accum, epochs=args.epochs, max_steps=args.steps,
         max_minutes=args.max_minutes, max_tokens=args.max_tokens, save_every=args.save_every,
         seed=args.seed, threads=args.threads, prompt=profile.prompt)
-    log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    log = _progress_log(args)
     result = distill(config, name=args.name, profile=profile, log=log, progress=not args.json)
     model = result.model.name if result.model is not None else None
     if args.json:
@@ -292,7 +297,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         samples=args.samples, batch_size=args.batch_size, max_tokens=args.max_tokens,
         recover_steps=args.recover_steps, lr=args.lr, seed=args.seed, threads=args.threads,
         prompt=profile.prompt)
-    log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    log = _progress_log(args)
     result = prune(config, name=args.name, log=log, progress=not args.json)
     r = result.report
     if args.json:
