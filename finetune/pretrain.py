@@ -334,6 +334,9 @@ def model_folder(name_or_path: str, *, log: Callable[[str], None] = print) -> Pa
     return resolve(name_or_path, log=log)[0]
 
 
+SCORE_BATCH = 8  # held-out windows per forward pass
+
+
 # --- evaluation and training --------------------------------------------------------------------
 
 
@@ -342,12 +345,19 @@ def _score(model: Any, held: list[Any], chars: int) -> Perplexity:
     was_training = model.training
     model.eval()
     nll, count = 0.0, 0
+    # Windows of one length go through the model SCORE_BATCH at a time (only the last window can
+    # be shorter): one forward pass per window made evaluation the slow part of a SmolLM2 run.
+    size = held[0].numel()
+    full = [w for w in held if w.numel() == size]
+    batches = [torch.stack(full[i:i + SCORE_BATCH]) for i in range(0, len(full), SCORE_BATCH)]
+    batches += [w.unsqueeze(0) for w in held if w.numel() != size]
     with torch.no_grad():
-        for window in held:
-            ids = window.unsqueeze(0)
-            logits = model(input_ids=ids).logits[0, :-1].float()
-            nll += torch.nn.functional.cross_entropy(logits, window[1:], reduction="sum").item()
-            count += window.numel() - 1
+        for ids in batches:
+            logits = model(input_ids=ids).logits[:, :-1].float()
+            targets = ids[:, 1:]
+            nll += torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum").item()
+            count += targets.numel()
     model.train(was_training)
     return Perplexity(ppl=math.exp(nll / count), bits_per_char=nll / math.log(2) / chars,
                       nll=nll, tokens=count, chars=chars)
