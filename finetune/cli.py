@@ -13,7 +13,8 @@ The loop::
 Making models small (issue 11)::
 
     appkit finetune distill --teacher qwen2.5-coder-0.5b --student smollm2-135m --data p.jsonl
-    appkit finetune prune --model smollm2-135m --data train.jsonl --ratio 0.3 --what mlp
+    appkit finetune prune --model smollm2-135m --data train.jsonl --ratio 0.3 --name small
+    appkit finetune export small --quant q4_k_m                  # the pruned model as a GGUF
     appkit finetune pretrain --data notes/ --out tiny-model/     # or --continue-from smollm2-135m
 """
 
@@ -314,7 +315,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         print(f"for comparison, magnitude pruning at {m['ratio']}: {m['zeroed']:,} weights zeroed, "
               f"loss {m['loss']:.3f}, still {m['params']:,} parameters ({m['note']})")
     print(f"registered {result.model.name} (transformers) at {result.folder}; use it: set "
-          f"chat.model = \"{result.model.name}\"")
+          f"chat.model = \"{result.model.name}\"; for llama.cpp: appkit finetune export "
+          f"{result.model.name} --quant q4_k_m")
     return 0
 
 
@@ -343,7 +345,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from finetune.export import export_run
 
     quants = [q.strip().lower() for q in args.quant.split(",") if q.strip()]
-    result = export_run(args.run, quants=quants, mode=args.mode, name=args.name)
+    result = export_run(args.run, quants=quants, mode=args.mode, name=args.name,
+                        log=_progress_log(args))
     if args.json:
         _print_json({"models": [m.name for m in result.models], "folder": str(result.folder),
                      "files": {k: str(v) for k, v in result.files.items()},
@@ -578,8 +581,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
     p = fsub.add_parser("export", parents=[common],
                         help="write a GGUF (merged or LoRA), quantize it, register it; or register "
-                             "a PEFT adapter served through transformers")
-    p.add_argument("run")
+                             "a PEFT adapter served through transformers; a pruned model is "
+                             "written whole")
+    p.add_argument("run", help="a run, or a pruned model's name (appkit finetune prune)")
     p.add_argument("--quant", default="q4_k_m", help="f16, q8_0, q4_k_m (comma-separated)")
     p.add_argument("--mode", choices=["merged", "lora", "transformers"], default="merged",
                    help="merged GGUF, GGUF LoRA adapter, or the peft adapter served through "

@@ -10,6 +10,13 @@ are, with the ``gguf`` package):
 * ``lora``: the adapter becomes a GGUF LoRA (``<tensor>.lora_a`` / ``.lora_b``, ``adapter.lora.alpha``)
   that llama-cpp-python applies with ``lora_path`` over the unchanged base GGUF.
 
+A **pruned** model (``appkit finetune prune``) has fewer layers, heads or channels than its base,
+so nothing can be added onto the base's tensors: :func:`write_model_gguf` keeps the base GGUF's
+metadata and tokenizer, writes the hyperparameters pruning changed (layer count, MLP width, head
+counts, head size, Gemma 3's per-layer sliding-window pattern) from the pruned model's config, and
+writes every tensor from its weights; the same quantize, check and register steps follow
+(:func:`export_pruned`, reached by ``appkit finetune export NAME``).
+
 Prompt- and prefix-tuning runs are refused: GGUF cannot hold a soft prompt or per-layer prefixes
 (they are used through transformers, :func:`finetune.peft_methods.load_tuned`).
 
@@ -170,8 +177,13 @@ def _field_value(reader: Any, key: str) -> Any:
     return None if f is None else f.contents()
 
 
-def hf_to_gguf_names(reader: Any, hf_names: Sequence[str]) -> dict[str, str]:
+def hf_to_gguf_names(reader: Any, hf_names: Sequence[str], *, in_base: bool = True
+                     ) -> dict[str, str]:
     """Map HF parameter names to the GGUF tensor names of the base (``gguf``'s tensor-name map).
+
+    With ``in_base`` every name must be a tensor of the base (a change is added to it, and a
+    missing ``output.weight`` means tied embeddings); without, a model written whole only needs
+    a GGUF name for each of its own tensors.
 
     Raises:
         ExportError: a trained parameter has no GGUF name (an architecture this export does not know).
@@ -186,25 +198,31 @@ def hf_to_gguf_names(reader: Any, hf_names: Sequence[str]) -> dict[str, str]:
     present = {t.name for t in reader.tensors}
     out: dict[str, str] = {}
     for hf in hf_names:
-        if hf == "lm_head.weight" and "output.weight" not in present:
+        if in_base and hf == "lm_head.weight" and "output.weight" not in present:
             out[hf] = "token_embd.weight"  # tied output and input embeddings
             continue
         name = name_map.get_name(hf, try_suffixes=(".weight", ".bias"))
-        if name is None or name not in present:
+        if name is None or (in_base and name not in present):
             raise ExportError(f"cannot place the trained tensor '{hf}' in the {arch_name} GGUF "
                               f"(mapped to {name!r})")
         out[hf] = name
     return out
 
 
-def permute_rows(reader: Any, gguf_name: str, rows: Any) -> Any:
-    """Put rows in llama.cpp's order: llama's q/k projections are permuted for its rotary layout."""
+def permute_rows(reader: Any, gguf_name: str, rows: Any, *,
+                 heads: tuple[int, int] | None = None) -> Any:
+    """Put rows in llama.cpp's order: llama's q/k projections are permuted for its rotary layout.
+
+    ``heads`` is ``(query heads, key/value heads)`` when they differ from the base GGUF's (a
+    pruned model); by default they are read from the base.
+    """
     arch = _field_value(reader, "general.architecture")
     if arch != "llama" or not (".attn_q." in gguf_name or ".attn_k." in gguf_name):
         return rows
-    n_head = int(_field_value(reader, "llama.attention.head_count"))
-    if ".attn_k." in gguf_name:
-        n_head = int(_field_value(reader, "llama.attention.head_count_kv") or n_head)
+    if heads is None:
+        q_heads = int(_field_value(reader, "llama.attention.head_count"))
+        heads = (q_heads, int(_field_value(reader, "llama.attention.head_count_kv") or q_heads))
+    n_head = heads[1] if ".attn_k." in gguf_name else heads[0]
     shape = rows.shape
     return (rows.reshape(n_head, 2, shape[0] // n_head // 2, *shape[1:])
             .swapaxes(1, 2).reshape(shape))
@@ -260,6 +278,140 @@ def write_merged_gguf(base_gguf: Path, change: TrainedChange, out: Path, *, name
         writer.write_tensor_data(np.ascontiguousarray(data.astype(dtype)))
     writer.close()
     log(f"wrote {out.name}: {len(plan)} tensors, {changed} changed")
+    return out
+
+
+# Architectures whose GGUF stores RMS-norm weights as ``1 + w`` (transformers keeps ``w`` and
+# adds the 1 in the norm; its GGUF loader subtracts it again).
+_NORM_PLUS_ONE = ("gemma", "gemma2", "gemma3")
+# Architectures whose llama.cpp loader sizes the query and output projections by the hidden size
+# (not heads x head_dim), so they cannot take fewer heads.
+_Q_WIDTH_IS_HIDDEN = ("qwen2",)
+# The GGUF keys (after ``<arch>.``) that structured pruning changes; the rest come from the base.
+_SHAPE_KEYS = ("block_count", "feed_forward_length", "attention.head_count",
+               "attention.head_count_kv", "attention.key_length", "attention.value_length",
+               "attention.sliding_window_pattern")
+
+
+def shape_metadata(config: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters a pruned model's GGUF needs, under GGUF keys without the arch prefix,
+    from its transformers ``config.json``.
+
+    ``head_dim`` is written as ``key_length``/``value_length`` because llama.cpp would otherwise
+    take ``hidden_size / heads``, wrong once heads are removed. A per-layer value (a list) is
+    written as a GGUF array, which llama.cpp reads layer by layer. Gemma 3's sliding and full
+    attention layers are written as a per-layer ``sliding_window_pattern``: llama.cpp's default
+    (every sixth layer full) no longer holds once layers are removed.
+
+    Example:
+        >>> shape_metadata({"num_hidden_layers": 2, "intermediate_size": 32, "hidden_size": 32,
+        ...                 "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 8})
+        ... # doctest: +NORMALIZE_WHITESPACE
+        {'block_count': 2, 'feed_forward_length': 32, 'attention.head_count': 2,
+         'attention.head_count_kv': 1, 'attention.key_length': 8, 'attention.value_length': 8}
+    """
+    heads = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    out = {"block_count": config["num_hidden_layers"],
+           "feed_forward_length": config["intermediate_size"],
+           "attention.head_count": heads,
+           "attention.head_count_kv": config.get("num_key_value_heads") or heads,
+           "attention.key_length": head_dim, "attention.value_length": head_dim}
+    types = config.get("layer_types") or []
+    if "sliding_attention" in types:
+        out["attention.sliding_window_pattern"] = [int(t == "sliding_attention") for t in types]
+    return out
+
+
+def write_model_gguf(base_gguf: Path, hf_dir: Path, out: Path, *, name: str = "",
+                     log: Callable[[str], None] = print) -> Path:
+    """Write an F16 GGUF of a transformers folder whose shapes differ from its base's (a pruned
+    model): the base GGUF gives the metadata and tokenizer, the folder's ``config.json`` the
+    hyperparameters pruning changed (:func:`shape_metadata`), and its weights every tensor
+    (1-D tensors stay F32), under ``gguf``'s tensor names, llama's q/k rows permuted for the
+    pruned head counts and Gemma's norms stored as llama.cpp reads them.
+
+    Tensors are read and written one at a time, so memory stays near one tensor.
+
+    Raises:
+        ExportError: the folder is not a transformers model, its vocabulary is not the base
+            GGUF's, or a weight has no GGUF name.
+    """
+    gguf = require("gguf", extra="finetune")
+    np = require("numpy", extra="finetune")
+    safetensors = require("safetensors", extra="finetune")
+    config_file = hf_dir / "config.json"
+    if not config_file.exists():
+        raise ExportError(f"{hf_dir} has no config.json; it is not a transformers model folder")
+    config = json.loads(config_file.read_text())
+    reader = gguf.GGUFReader(str(base_gguf))
+    arch = _field_value(reader, "general.architecture")
+    shape = shape_metadata(config)
+    q_width = shape["attention.head_count"] * shape["attention.key_length"]
+    sources: dict[str, Path] = {}
+    for f in sorted(hf_dir.glob("*.safetensors")):
+        with safetensors.safe_open(str(f), framework="numpy") as st:
+            sources.update(dict.fromkeys(st.keys(), f))
+    if config.get("tie_word_embeddings"):
+        sources.pop("lm_head.weight", None)  # llama.cpp reuses token_embd
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    vocab = config.get("vocab_size")
+    if tokens is not None and vocab is not None and len(tokens.data) > vocab:
+        raise ExportError(f"{hf_dir.name} has {vocab} token embeddings but the base GGUF "
+                          f"{base_gguf.name} has {len(tokens.data)} tokens: not the same "
+                          "tokenizer")
+    if arch in _Q_WIDTH_IS_HIDDEN and q_width != config["hidden_size"]:
+        raise ExportError(
+            f"llama.cpp's {arch} models need as many query features as hidden ones "
+            f"({config['hidden_size']}); {hf_dir.name} has {shape['attention.head_count']} heads "
+            f"x {shape['attention.key_length']} = {q_width} after pruning heads, so it cannot be "
+            "a GGUF: prune --what layers or mlp for a GGUF, or serve it through transformers")
+    names = hf_to_gguf_names(reader, list(sources), in_base=False)
+    writer = gguf.GGUFWriter(str(out), arch)
+    _copy_metadata(reader, writer, skip=("general.file_type", "general.name",
+                                         *(f"{arch}.{k}" for k in _SHAPE_KEYS)))
+    writer.add_name(name or f"{_field_value(reader, 'general.name') or arch} (pruned)")
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    for key, value in shape.items():
+        if isinstance(value, list):
+            writer.add_array(f"{arch}.{key}", value)
+        else:
+            writer.add_uint32(f"{arch}.{key}", int(value))
+    heads = (shape["attention.head_count"], shape["attention.head_count_kv"])
+
+    def tensor(hf: str) -> Any:
+        with safetensors.safe_open(str(sources[hf]), framework="numpy") as st:
+            data = st.get_tensor(hf).astype(np.float32)
+        g = names[hf]
+        data = permute_rows(reader, g, data, heads=heads)
+        if arch in _NORM_PLUS_ONE and g.endswith("norm.weight"):
+            data = data + 1.0
+        return np.ascontiguousarray(data.astype(np.float32 if data.ndim == 1 else np.float16))
+
+    plan: list[tuple[str, tuple[int, ...], Callable[[], Any]]] = []
+    for hf, f in sources.items():
+        with safetensors.safe_open(str(f), framework="numpy") as st:
+            dims = tuple(st.get_slice(hf).get_shape())
+        plan.append((names[hf], dims, lambda hf=hf: tensor(hf)))
+    # tensors of the base that no layer owns and the folder does not hold (e.g. rope_freqs);
+    # a tied model has no output matrix of its own, whatever the base had
+    written = set(names.values()) | {"output.weight"}
+    for t in reader.tensors:
+        if t.name not in written and not t.name.startswith("blk."):
+            dims = tuple(int(x) for x in reversed(t.shape.tolist()))
+            plan.append((t.name, dims, lambda t=t, dims=dims: np.ascontiguousarray(
+                gguf.quants.dequantize(t.data, t.tensor_type).reshape(dims)
+                .astype(np.float32 if len(dims) == 1 else np.float16))))
+    for g, dims, _ in plan:
+        dtype = np.dtype(np.float32 if len(dims) == 1 else np.float16)
+        writer.add_tensor_info(g, dims, dtype, int(np.prod(dims)) * dtype.itemsize)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for _, _, make in plan:
+        writer.write_tensor_data(make())
+    writer.close()
+    log(f"wrote {out.name}: {len(plan)} tensors, {shape['block_count']} layers")
     return out
 
 
@@ -340,13 +492,73 @@ class ExportResult:
     seconds: float
 
 
+def _check_quants(quants: Sequence[str]) -> None:
+    for q in quants:
+        if q not in QUANT_TYPES:
+            raise ExportError(f"unknown quantization '{q}'; choose from {', '.join(QUANT_TYPES)}")
+
+
+def _quantized(write_f16: Callable[[Path], Path], tmp: Path, name: str, quants: Sequence[str],
+               keep_f16: bool, log: Callable[[str], None]) -> dict[str, Path]:
+    """Write the F16 file into ``tmp``, quantize it with llama.cpp, check that each file loads."""
+    f16 = write_f16(tmp / f"{name}-f16.gguf")
+    files: dict[str, Path] = {}
+    for q in quants:
+        if q != "f16":
+            log(f"quantizing to {q} with llama.cpp")
+            files[q] = quantize_gguf(f16, tmp / f"{name}-{q}.gguf", q)
+    if "f16" in quants or keep_f16:
+        files["f16"] = f16
+    else:
+        f16.unlink()
+    for path in files.values():
+        check_loads(path)
+    return files
+
+
+def _publish(name: str, build: Callable[[Path], dict[str, Path]], entry: dict[str, Any]
+             ) -> tuple[Path, dict[str, Path]]:
+    """Build files in a ``.partial`` folder and move each into ``exports/NAME`` (recorded in its
+    ``export.json``); on any failure nothing is left behind."""
+    folder = exports_dir() / name
+    tmp = exports_dir() / f".{name}.{os.getpid()}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        files = build(tmp)
+        # Files move in one by one (each rename is atomic), so exports of other modes or
+        # quantizations already in the folder, and their catalogue entries, stay valid.
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in files.values():
+            os.replace(path, folder / path.name)
+        manifest = folder / "export.json"
+        done = json.loads(manifest.read_text()) if manifest.exists() else {}
+        done.update({k: {"file": v.name, **entry} for k, v in files.items()})
+        manifest.write_text(json.dumps(done, indent=2))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder, {k: folder / v.name for k, v in files.items()}
+
+
+def _pruned_spec(name: str) -> ModelSpec | None:
+    """The catalogue entry of a pruned transformers model of that name, if there is one."""
+    try:
+        spec = get_spec(name)
+    except AppkitError:
+        return None
+    return spec if spec.format == "hf" and spec.lineage.get("pruned") else None
+
+
 def export_run(run: Run | str, *, quants: Sequence[str] = ("q4_k_m",), mode: Mode = "merged",
                name: str = "", register: bool = True, keep_f16: bool = False,
                log: Callable[[str], None] = print) -> ExportResult:
     """Export a finished run and register one catalogue model per quantization.
 
+    A pruned model (``appkit finetune prune``, with or without a recovery run of the same name)
+    is exported whole by :func:`export_pruned`.
+
     Args:
-        run: the run or its name.
+        run: the run or its name, or the name of a pruned model.
         quants: ``f16``, ``q8_0`` and/or ``q4_k_m`` (merged); ignored for ``lora``, whose adapter
             applies over the base's own quantized GGUF.
         mode: ``merged`` (a full GGUF), ``lora`` (a GGUF LoRA adapter) or ``transformers`` (the
@@ -362,13 +574,19 @@ def export_run(run: Run | str, *, quants: Sequence[str] = ("q4_k_m",), mode: Mod
         ExportError: an unfinished run, an unknown quantization, a failed write or load (nothing
             is registered and no partial folder is left).
     """
+    pruned = _pruned_spec(run.name if isinstance(run, Run) else run)
+    if pruned is not None:
+        if mode != "merged":
+            raise ExportError(f"'{pruned.name}' is a pruned model: it is exported whole (--mode "
+                              "merged); a LoRA adapter needs the base's shapes, and the "
+                              f"transformers model is already registered as '{pruned.name}'")
+        return export_pruned(pruned, quants=quants, name=name, register=register,
+                             keep_f16=keep_f16, log=log)
     run = run if isinstance(run, Run) else Run.open(run)
     info = run.info
     if mode == "transformers":
         return export_transformers(run, name=name, register=register, log=log)
-    for q in quants:
-        if q not in QUANT_TYPES:
-            raise ExportError(f"unknown quantization '{q}'; choose from {', '.join(QUANT_TYPES)}")
+    _check_quants(quants)
     name = name or run.name
     if mode == "merged" and "q4_k_m" in quants and info.get("method", "lora") == "lora":
         # measured on SQuAD (benchmarks/RESULTS_finetune.md): merged F16 59 F1, Q8_0 63, Q4_K_M 29
@@ -380,41 +598,19 @@ def export_run(run: Run | str, *, quants: Sequence[str] = ("q4_k_m",), mode: Mod
     base_gguf = Path(info["base_gguf"])
     if not base_gguf.exists():
         raise ExportError(f"the base GGUF {base_gguf} of run '{run.name}' is gone")
-    folder = exports_dir() / name
-    tmp = exports_dir() / f".{name}.{os.getpid()}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    files: dict[str, Path] = {}
-    try:
+
+    def build(tmp: Path) -> dict[str, Path]:
         if mode == "lora":
-            files["lora"] = write_lora_gguf(base_gguf, change, tmp / f"{name}-lora.gguf")
-            check_loads(base_gguf, files["lora"])
-        elif mode == "merged":
-            f16 = write_merged_gguf(base_gguf, change, tmp / f"{name}-f16.gguf", name=name, log=log)
-            for q in quants:
-                if q != "f16":
-                    log(f"quantizing to {q} with llama.cpp")
-                    files[q] = quantize_gguf(f16, tmp / f"{name}-{q}.gguf", q)
-            if "f16" in quants or keep_f16:
-                files["f16"] = f16
-            else:
-                f16.unlink()
-            for q, path in files.items():
-                check_loads(path)
-        else:
-            raise ExportError(f"unknown export mode '{mode}'; use merged, lora or transformers")
-        # Files move in one by one (each rename is atomic), so exports of other modes or
-        # quantizations already in the folder, and their catalogue entries, stay valid.
-        folder.mkdir(parents=True, exist_ok=True)
-        for path in files.values():
-            os.replace(path, folder / path.name)
-        manifest = folder / "export.json"
-        done = json.loads(manifest.read_text()) if manifest.exists() else {}
-        done.update({k: {"file": v.name, "run": run.name, "mode": mode} for k, v in files.items()})
-        manifest.write_text(json.dumps(done, indent=2))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    files = {k: folder / v.name for k, v in files.items()}
+            lora = write_lora_gguf(base_gguf, change, tmp / f"{name}-lora.gguf")
+            check_loads(base_gguf, lora)
+            return {"lora": lora}
+        if mode == "merged":
+            return _quantized(lambda out: write_merged_gguf(base_gguf, change, out, name=name,
+                                                            log=log),
+                              tmp, name, quants, keep_f16, log)
+        raise ExportError(f"unknown export mode '{mode}'; use merged, lora or transformers")
+
+    folder, files = _publish(name, build, {"run": run.name, "mode": mode})
     lineage_base = {
         "base": base_spec.name, "base_gguf": str(base_gguf), "run": run.name,
         "method": info.get("method"), "data": info.get("data"), "data_hash": info.get("data_hash"),
@@ -439,6 +635,91 @@ def export_run(run: Run | str, *, quants: Sequence[str] = ("q4_k_m",), mode: Mod
     seconds = time.perf_counter() - start
     run.update(exports={**info.get("exports", {}), **{m.name: m.local_path for m in models}})
     return ExportResult(models, folder, files, seconds)
+
+
+def gguf_base(spec: ModelSpec) -> tuple[ModelSpec, Path]:
+    """The catalogue GGUF a model descends from (following ``lineage.base``) and its file.
+
+    Raises:
+        ExportError: the chain ends in a transformers folder or an unknown name: there is no
+            GGUF to take the tokenizer and settings from.
+    """
+    current, seen = spec, set()
+    while current.name not in seen:
+        seen.add(current.name)
+        if current.format == "gguf":
+            from appkit.models.catalogue import resolve_model
+
+            return current, resolve_model(current.name)[1]
+        parent = current.lineage.get("base")
+        try:
+            current = get_spec(parent) if parent else current
+        except AppkitError:
+            break
+    raise ExportError(
+        f"'{spec.name}' does not descend from a catalogue GGUF model (its base is "
+        f"{spec.lineage.get('base')!r}); a GGUF export takes the tokenizer and settings from the "
+        "base's GGUF, so prune a GGUF model such as smollm2-135m, or serve it through "
+        "transformers")
+
+
+def export_pruned(model: ModelSpec | str, *, quants: Sequence[str] = ("q4_k_m",), name: str = "",
+                  register: bool = True, keep_f16: bool = False,
+                  log: Callable[[str], None] = print) -> ExportResult:
+    """Export a pruned transformers model whole to GGUF and register one model per quantization.
+
+    The F16 file is written by :func:`write_model_gguf` (the metadata and tokenizer of the GGUF
+    the model descends from, its own shapes and weights), then quantized by llama.cpp and
+    checked like any export. Models are ``NAME-QUANT`` with lineage: base, the pruned model,
+    what was pruned and the ratio, parameters before and after, recovery run and data.
+
+    Example:
+        >>> from finetune.export import export_pruned
+        >>> export_pruned("smollm2-pruned", quants=("q4_k_m",)).models[0].name  # doctest: +SKIP
+        'smollm2-pruned-q4_k_m'
+
+    Raises:
+        ExportError: not a pruned model, its folder is gone, no GGUF base, a shape llama.cpp
+            cannot hold, an unknown quantization, a failed write or load.
+    """
+    spec = model if isinstance(model, ModelSpec) else get_spec(model)
+    lin = spec.lineage
+    if spec.format != "hf" or not lin.get("pruned"):
+        raise ExportError(f"'{spec.name}' is not a pruned model; export runs with "
+                          "'appkit finetune export RUN'")
+    _check_quants(quants)
+    hf_dir = Path(spec.local_path)
+    if not (hf_dir / "config.json").exists():
+        raise ExportError(f"the pruned model '{spec.name}' points at {hf_dir}, which is gone")
+    base_spec, base_gguf = gguf_base(spec)
+    name = name or spec.name
+    start = time.perf_counter()
+    folder, files = _publish(
+        name, lambda tmp: _quantized(
+            lambda out: write_model_gguf(base_gguf, hf_dir, out, name=name, log=log),
+            tmp, name, quants, keep_f16, log),
+        {"model": spec.name, "run": lin.get("run"), "mode": "merged"})
+    lineage_base = {
+        "base": base_spec.name, "base_gguf": str(base_gguf), "from": spec.name,
+        **{k: lin.get(k) for k in ("pruned", "ratio", "params_before", "params_after",
+                                   "recovery_steps", "run", "data", "data_hash")},
+        "mode": "merged", "exported": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    models = []
+    for q, path in files.items():
+        out = ModelSpec(
+            name=f"{name}-{q}", role=spec.role, format="gguf", local_path=str(path),
+            size=path.stat().st_size, lineage={**lineage_base, "quant": q},
+            description=f"{spec.name} ({q.upper()}): {base_spec.name} with "
+                        f"{lin.get('ratio') or 0:.0%} of its {lin.get('pruned')} pruned")
+        models.append(register_model(out, persist=True) if register else out)
+    if lin.get("run"):  # the recovery run lists its exports, as a tuning run does
+        try:
+            run = Run.open(lin["run"])
+            run.update(exports={**run.info.get("exports", {}),
+                                **{m.name: m.local_path for m in models}})
+        except AppkitError:
+            pass  # the run folder was removed; the model itself is complete
+    return ExportResult(models, folder, files, time.perf_counter() - start)
 
 
 def export_transformers(run: Run, *, name: str = "", register: bool = True,

@@ -13,9 +13,9 @@ SmolLM2, Qwen2, Gemma 3), chosen by an importance score measured on the user's o
 * ``mlp``: intermediate channels of the MLP (rows of ``gate_proj``/``up_proj``, columns of
   ``down_proj``), scored the same way on ``down_proj``'s input.
 
-``ratio`` is the share of that structure removed. llama.cpp and GGUF need one shape for every
-layer, so heads and channels are chosen per layer by importance but the same number is removed in
-every layer. The config is updated (``num_hidden_layers``, ``layer_types``, ``intermediate_size``,
+``ratio`` is the share of that structure removed. Heads and channels are chosen per layer by
+importance but the same number is removed in every layer: transformers' configs hold one head
+count and one MLP width for all layers, and so the GGUF export writes single values. The config is updated (``num_hidden_layers``, ``layer_types``, ``intermediate_size``,
 ``num_attention_heads``/``num_key_value_heads``, with ``head_dim`` written out so it stays the
 same) and the model reloads with ``AutoModelForCausalLM.from_pretrained``.
 
@@ -30,9 +30,9 @@ matrices that the kernels multiply.
 
 The pruned model is written as a transformers folder ``<appkit cache>/finetune/models/NAME/
 transformers`` and registered as ``NAME`` (format ``hf``) with lineage: base, what, ratio, the
-removed indices, the data and its hash, recovery steps. It is **not** exported to GGUF:
-:mod:`finetune.export` writes a run's change onto the tensors of the base model's own GGUF, whose
-shapes and layer count are fixed, so it cannot take a model with fewer layers, heads or channels.
+removed indices, the data and its hash, recovery steps. ``appkit finetune export NAME --quant
+q4_k_m`` then writes it whole as a GGUF (:func:`finetune.export.export_pruned`): the base GGUF's
+tokenizer and metadata, the pruned shapes, every tensor from the pruned weights.
 
 Example:
     >>> from finetune.prune import PruneConfig
