@@ -366,6 +366,10 @@ def write_model_gguf(base_gguf: Path, hf_dir: Path, out: Path, *, name: str = ""
             f"({config['hidden_size']}); {hf_dir.name} has {shape['attention.head_count']} heads "
             f"x {shape['attention.key_length']} = {q_width} after pruning heads, so it cannot be "
             "a GGUF: prune --what layers or mlp for a GGUF, or serve it through transformers")
+    if shape["feed_forward_length"] % 32:
+        log(f"note: an MLP {shape['feed_forward_length']} channels wide does not divide into "
+            "llama.cpp's 32-weight quantization blocks, so quantized files keep ffn_down in "
+            "F16; prune again (appkit finetune prune keeps whole blocks) for smaller files")
     names = hf_to_gguf_names(reader, list(sources), in_base=False)
     writer = gguf.GGUFWriter(str(out), arch)
     _copy_metadata(reader, writer, skip=("general.file_type", "general.name",

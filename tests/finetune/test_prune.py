@@ -13,7 +13,7 @@ import pytest
 from appkit.cli import main
 from finetune.data import DataError
 from finetune.prune import (
-    PruneConfig, PruneError, count_params, head_dim, magnitude_prune, prune, prune_model)
+    PruneConfig, PruneError, aligned, count_params, head_dim, magnitude_prune, prune, prune_model)
 from tests.finetune.conftest import write_jsonl
 from tests.finetune.test_distill import TEXTS, WORDS, save_model
 
@@ -76,6 +76,17 @@ def test_pruned_model_reloads_smaller(tmp_path, what, arch):
         out = again.generate(ids[:1, :4], max_new_tokens=3, min_new_tokens=3,
                              do_sample=False)
         assert out.shape == (1, 7)
+
+
+def test_mlp_width_is_kept_in_quantization_blocks():
+    # SmolLM2's 1536 channels at 0.45: 832 kept (26 blocks of 32), not 845, which llama.cpp
+    # could not quantize
+    assert aligned(691, 1536) == 704 and aligned(5, 1536) == 32 and aligned(1530, 1536) == 1504
+    assert aligned(16, 64) == 16 and aligned(100, 300) == 100  # narrow, or not whole blocks
+    model = build(intermediate_size=256)
+    prune_model(model, batches(), "mlp", 0.3)
+    assert model.config.intermediate_size == 192
+    assert all(layer.mlp.down_proj.in_features == 192 for layer in model.model.layers)
 
 
 def test_importance_removes_an_identity_layer_first():

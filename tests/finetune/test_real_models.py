@@ -142,3 +142,36 @@ def test_dpo_continues_the_lora_adapter(cache):
     after = load_file(str(run.final_dir / "adapter_model.safetensors"))
     assert before.keys() == after.keys()  # one adapter, no leftover reference copy
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_pruned_smollm2_exports_to_a_gguf_with_the_same_logits(tmp_path, cache):
+    """27% of SmolLM2's parameters pruned (MLP channels), exported whole: the F16 GGUF gives the
+    pruned torch model's logits, and the Q4_K_M file is really quantized (every MLP whole blocks)."""
+    import llama_cpp
+    import numpy as np
+
+    from finetune.export import export_run
+    from finetune.prune import PruneConfig, prune
+
+    config = PruneConfig("smollm2-135m", str(_data(tmp_path)), 0.45, what="mlp", samples=2,
+                         batch_size=2, max_tokens=64, threads=1)
+    result = prune(config, name="smol-pruned", log=lambda s: None, progress=False,
+                   compare_magnitude=False)
+    assert result.report.reduction > 0.25
+    exported = export_run("smol-pruned", quants=("f16", "q4_k_m"), log=lambda s: None)
+    files = exported.files
+    assert files["q4_k_m"].stat().st_size < 0.45 * files["f16"].stat().st_size
+    import transformers
+
+    tok = transformers.AutoTokenizer.from_pretrained(str(result.folder))
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(result.folder)).eval()
+    ids = tok(PROMPT + " Paris. It is known for the Eiffel Tower and its museums.").input_ids
+    with torch.no_grad():
+        expected = model(input_ids=torch.tensor([ids])).logits[0].numpy()
+    llm = llama_cpp.Llama(model_path=str(files["f16"]), n_ctx=128, logits_all=True,
+                          n_threads=1, verbose=False)
+    llm.eval(ids)
+    got = np.array(llm.scores[:len(ids)])
+    llm.close()
+    assert (got.argmax(-1) == expected.argmax(-1)).mean() >= 0.95
+    assert np.abs(got - expected).max() < 0.5  # F16 weights; logits span about +-30
