@@ -1,6 +1,11 @@
 """``appkit models compare --task TASK --eval FILE``: every installed candidate model of a fitting
 family over a task's eval set, as a table of metrics, latency, memory and size.
 
+``appkit models compare --family [MODEL]``: the model-size table of one model and what derives
+from it in the catalogue (quantized, pruned, distilled, fine-tuned): size, parameters, memory,
+prompt and generation tokens/s (:mod:`eval.sizes`), plus the task's metrics with ``--task`` and
+``--eval``.
+
 The core's ``appkit models`` lists the catalogue; this plugin (an ``appkit.commands`` entry point)
 gives that command an optional ``compare`` action, so the core never imports ``eval``.
 """
@@ -11,18 +16,9 @@ import argparse
 import contextlib
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-
-def _rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+from eval.sizes import rss_mb
 
 
 def candidate_models(task: str) -> list[str]:
@@ -54,6 +50,34 @@ def compare_models(args: argparse.Namespace) -> list[dict[str, Any]]:
         return [_compare_one(args, name, rows, judge) for name in names]
 
 
+def family_table(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``--family``: the model-size table of a model's family (:func:`eval.sizes.size_table`),
+    with the task's metrics per model when ``--task`` and ``--eval`` are given."""
+    import sys
+
+    from appkit.errors import AppkitError
+    from eval.sizes import size_table
+
+    if args.models:
+        raise AppkitError("give --family MODEL (a model and what derives from it) or --models "
+                          "A,B (any models), not both")
+    if bool(args.task) != bool(args.eval):
+        raise AppkitError("the task metric needs both --task TASK and --eval FILE (or neither, "
+                          "for sizes and speed only)")
+    model = args.family
+    if not model:
+        from appkit.config import find_profile
+
+        model = find_profile(args.profile, create=False).chat.model
+    rows = size_table(model, threads=args.threads, log=lambda s: print(s, file=sys.stderr))
+    if not args.task:
+        return rows
+    args.models = ",".join(r["model"] for r in rows if "error" not in r)
+    scored = {r["model"]: r for r in compare_models(args)} if args.models else {}
+    return [{**r, **{k: v for k, v in scored.get(r["model"], {}).items()
+                     if k not in r and k != "role"}} for r in rows]
+
+
 @contextlib.contextmanager
 def _judge(args: argparse.Namespace) -> Iterator[Any]:
     """The rubric judge named by ``--judge`` (calls cached under the profile's data folder)."""
@@ -75,7 +99,7 @@ def _compare_one(args: argparse.Namespace, name: str, rows: list[dict[str, Any]]
     from eval.tasks import evaluate_task
 
     args.model = name
-    before = _rss_mb()
+    before = rss_mb()
     _, ctx = build_context(args, args.task)
     if hasattr(ctx.llm, "warm_up"):
         ctx.llm.warm_up()
@@ -96,7 +120,7 @@ def _compare_one(args: argparse.Namespace, name: str, rows: list[dict[str, Any]]
             **({"rubric_errors": errors} if errors else {}),
             **({"failure_reasons": failed} if failed else {}),
             "s_per_example": report.seconds_per_example, "failures": report.failures,
-            "examples": report.examples, "memory_mb": round(_rss_mb() - before),
+            "examples": report.examples, "memory_mb": round(rss_mb() - before),
             "size_mb": round(size / 1e6)}
 
 
@@ -141,12 +165,20 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, help="tokens the model may write per call")
     p.add_argument("--judge", help="write, code: grade with the LLM-judge rubric, judged by this "
                    "model (a catalogue name, a .gguf or an endpoint URL)")
+    p.add_argument("--family", nargs="?", const="", metavar="MODEL",
+                   help="compare: the model-size table of MODEL (default: the profile's "
+                        "chat.model) and every catalogue model derived from it (quantized, "
+                        "pruned, distilled, fine-tuned): file size, parameters, memory, prompt "
+                        "and generation tokens/s, each model measured in a fresh process; with "
+                        "--task and --eval also the task's metrics")
+    p.add_argument("--threads", type=int, default=0,
+                   help="compare --family: CPU threads (0: the backends' defaults)")
     p.set_defaults(tests=None, model=None)
 
     def run(args: argparse.Namespace) -> int:
         if args.action != "compare":
             return listing(args)
-        table = compare_models(args)
+        table = family_table(args) if args.family is not None else compare_models(args)
         if args.json:
             print(json.dumps(table, indent=2))
         else:

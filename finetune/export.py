@@ -620,6 +620,7 @@ def export_run(run: Run | str, *, quants: Sequence[str] = ("q4_k_m",), mode: Mod
         "method": info.get("method"), "data": info.get("data"), "data_hash": info.get("data_hash"),
         "steps": info.get("step"), "metrics": info.get("metrics", {}), "mode": mode,
         "exported": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **({"teacher": info["distill"].get("teacher")} if info.get("distill") else {}),
     }
     models: list[ModelSpec] = []
     for q, path in files.items():

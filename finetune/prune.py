@@ -17,9 +17,10 @@ SmolLM2, Qwen2, Gemma 3), chosen by an importance score measured on the user's o
 importance but the same number is removed in every layer: transformers' configs hold one head
 count and one MLP width for all layers, and so the GGUF export writes single values. The MLP
 width kept is rounded to a multiple of 32 (:func:`aligned`), llama.cpp's quantization block, so
-a quantized GGUF of the pruned model stays quantized. The config is updated (``num_hidden_layers``, ``layer_types``, ``intermediate_size``,
-``num_attention_heads``/``num_key_value_heads``, with ``head_dim`` written out so it stays the
-same) and the model reloads with ``AutoModelForCausalLM.from_pretrained``.
+a quantized GGUF of the pruned model stays quantized. The config is updated
+(``num_hidden_layers``, ``layer_types``, ``intermediate_size``, ``num_attention_heads``/
+``num_key_value_heads``, with ``head_dim`` written out so it stays the same) and the model
+reloads with ``AutoModelForCausalLM.from_pretrained``.
 
 An optional **recovery** fine-tune (``recover_steps``) trains every weight of the pruned model
 on the data for a few steps with :class:`~finetune.trainer.Trainer` (a run with a loss curve).

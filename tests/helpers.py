@@ -48,6 +48,62 @@ def save_tiny_llama(folder: Path, words: list[str], *, seed: int = 0,
     return folder
 
 
+# byte tokens let llama.cpp's SentencePiece-style tokenizer spell any text with a tiny vocabulary
+BYTE_TOKENS = [f"<0x{i:02X}>" for i in range(256)]
+
+
+def write_gguf_metadata(path: Path, config: Any, arch: str, tokens: list[str]) -> Path:
+    """A GGUF with a transformers config's hyperparameters and a SentencePiece-style tokenizer
+    over ``tokens`` (``<pad> <s> </s> <unk>`` first), but no tensors: what a packaged base GGUF
+    gives an export that writes every tensor itself (``finetune.export.write_model_gguf``)."""
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_context_length(config.max_position_embeddings)
+    w.add_embedding_length(config.hidden_size)
+    w.add_block_count(config.num_hidden_layers)
+    w.add_feed_forward_length(config.intermediate_size)
+    w.add_head_count(config.num_attention_heads)
+    w.add_head_count_kv(config.num_key_value_heads)
+    w.add_layer_norm_rms_eps(config.rms_norm_eps)
+    rope = config.rope_parameters
+    w.add_rope_freq_base(float(rope.get("full_attention", rope)["rope_theta"]))
+    if arch == "gemma3":
+        w.add_key_length(config.head_dim)
+        w.add_value_length(config.head_dim)
+        w.add_sliding_window(config.sliding_window)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores([0.0] * len(tokens))
+    kinds = {"<pad>": gguf.TokenType.CONTROL, "<s>": gguf.TokenType.CONTROL,
+             "</s>": gguf.TokenType.CONTROL, "<unk>": gguf.TokenType.UNKNOWN}
+    w.add_token_types([kinds.get(t, gguf.TokenType.BYTE if t in BYTE_TOKENS
+                                 else gguf.TokenType.NORMAL) for t in tokens])
+    for add, token in ((w.add_pad_token_id, "<pad>"), (w.add_bos_token_id, "<s>"),
+                       (w.add_eos_token_id, "</s>"), (w.add_unk_token_id, "<unk>")):
+        add(tokens.index(token))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def save_tiny_gguf(folder: Path, words: list[str], **config: Any) -> Path:
+    """A tiny random Llama as a transformers folder (:func:`save_tiny_llama` over ``words`` and
+    the byte tokens) and as a runnable F16 GGUF ``folder/model.gguf`` made from it."""
+    import transformers
+
+    from finetune.export import write_model_gguf
+
+    tokens = words + [t for t in BYTE_TOKENS if t not in words]
+    save_tiny_llama(folder, tokens, **config)
+    meta = write_gguf_metadata(folder.parent / f"{folder.name}-meta.gguf",
+                               transformers.AutoConfig.from_pretrained(str(folder)), "llama",
+                               tokens)
+    return write_model_gguf(meta, folder, folder / "model.gguf", log=lambda s: None)
+
+
 def store_ids(store) -> set[str]:
     """Every chunk id in a :class:`~appkit.store.chroma.ChromaStore`."""
     return set(store.collection.get(include=[])["ids"])

@@ -345,3 +345,42 @@ def verified_checksum(spec: ModelSpec) -> str | None:
         return json.loads(stamp.read_text()).get("sha256")
     except (OSError, json.JSONDecodeError):
         return None
+
+
+
+def _root(spec: ModelSpec) -> str:
+    current, seen = spec, set()
+    while current.name not in seen:
+        seen.add(current.name)
+        parent = current.lineage.get("base")
+        if not isinstance(parent, str) or parent not in _registry:
+            break
+        current = _registry[parent]
+    return current.name
+
+
+def lineage_root(name: str) -> str:
+    """The catalogue model that ``name`` descends from, following ``lineage.base`` while it names
+    a catalogue model (``name`` itself when it has no catalogue base).
+
+    Example:
+        >>> from appkit.models.catalogue import lineage_root
+        >>> lineage_root("smollm2-135m")
+        'smollm2-135m'
+
+    Raises:
+        ModelNotAvailableError: an unknown name.
+    """
+    list_models()  # registered models may name each other as bases
+    return _root(get_spec(name))
+
+
+def family(name: str) -> list[ModelSpec]:
+    """The original model of ``name`` (:func:`lineage_root`) and every catalogue model that
+    descends from it (quantized, pruned, distilled, fine-tuned), the original first.
+
+    Raises:
+        ModelNotAvailableError: an unknown name.
+    """
+    root = lineage_root(name)
+    return [get_spec(root), *(s for s in list_models() if s.name != root and _root(s) == root)]

@@ -16,7 +16,7 @@ def test_importing_eval_loads_no_heavy_library() -> None:
     code = (
         "import json, sys\n"
         "import eval, eval.cli, eval.runner, eval.judge, eval.judge_check, eval.compare, "
-        "eval.gate, eval.generate, eval.report, eval.metrics\n"
+        "eval.gate, eval.generate, eval.report, eval.metrics, eval.sizes, eval.tasks_cli\n"
         f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,

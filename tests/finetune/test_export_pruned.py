@@ -16,51 +16,18 @@ from finetune.prune import prune_model, remove_layers
 from tests.finetune.conftest import write_jsonl
 from tests.finetune.test_distill import TEXTS, WORDS
 from tests.finetune.test_prune import batches, build
-from tests.helpers import save_tiny_llama
+from tests.helpers import BYTE_TOKENS, save_tiny_llama, write_gguf_metadata
 
 torch = pytest.importorskip("torch")
 np = pytest.importorskip("numpy")
 gguf = pytest.importorskip("gguf")
 llama_cpp = pytest.importorskip("llama_cpp")
 
-# WORDS for the transformers tokenizer, then byte tokens so llama.cpp's SentencePiece-style
-# tokenizer can spell any text (check_loads tokenizes "Hello")
-VOCAB = WORDS + [f"<0x{i:02X}>" for i in range(256)]
+VOCAB = WORDS + BYTE_TOKENS  # WORDS for the transformers tokenizer, bytes for llama.cpp's
 
 
 def write_base_gguf(path, config, arch: str):
-    """A metadata-only GGUF for the unpruned model: what a packaged base GGUF gives the export
-    (hyperparameters and a tokenizer); every tensor comes from the pruned folder."""
-    w = gguf.GGUFWriter(str(path), arch)
-    w.add_context_length(config.max_position_embeddings)
-    w.add_embedding_length(config.hidden_size)
-    w.add_block_count(config.num_hidden_layers)
-    w.add_feed_forward_length(config.intermediate_size)
-    w.add_head_count(config.num_attention_heads)
-    w.add_head_count_kv(config.num_key_value_heads)
-    w.add_layer_norm_rms_eps(config.rms_norm_eps)
-    rope = config.rope_parameters
-    w.add_rope_freq_base(float(rope.get("full_attention", rope)["rope_theta"]))
-    if arch == "gemma3":
-        w.add_key_length(config.head_dim)
-        w.add_value_length(config.head_dim)
-        w.add_sliding_window(config.sliding_window)
-    w.add_tokenizer_model("llama")
-    w.add_token_list(VOCAB)
-    w.add_token_scores([0.0] * len(VOCAB))
-    kinds = {"<pad>": gguf.TokenType.CONTROL, "<s>": gguf.TokenType.CONTROL,
-             "</s>": gguf.TokenType.CONTROL, "<unk>": gguf.TokenType.UNKNOWN}
-    w.add_token_types([kinds.get(t, gguf.TokenType.BYTE if t.startswith("<0x")
-                                 else gguf.TokenType.NORMAL) for t in VOCAB])
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_unk_token_id(3)
-    w.add_pad_token_id(0)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+    return write_gguf_metadata(path, config, arch, VOCAB)
 
 
 def tiny(arch: str):

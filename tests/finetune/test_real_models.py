@@ -146,7 +146,8 @@ def test_dpo_continues_the_lora_adapter(cache):
 
 def test_pruned_smollm2_exports_to_a_gguf_with_the_same_logits(tmp_path, cache):
     """27% of SmolLM2's parameters pruned (MLP channels), exported whole: the F16 GGUF gives the
-    pruned torch model's logits, and the Q4_K_M file is really quantized (every MLP whole blocks)."""
+    pruned torch model's logits, and the Q4_K_M file is really quantized (MLPs in whole
+    blocks)."""
     import llama_cpp
     import numpy as np
 
