@@ -123,9 +123,11 @@ class RetrieversConfig:
 
     Attributes:
         candidates: chunks each first-stage retriever returns before fusion.
-        dense_weight: weight of the dense ranking in reciprocal rank fusion.
-        bm25_weight: weight of the BM25 ranking in reciprocal rank fusion.
-        rrf_k: the constant of reciprocal rank fusion (1 / (rrf_k + rank)).
+        fusion: how ``hybrid`` fuses dense and BM25: ``convex`` (weighted sum of min-max
+            normalised scores) or ``rrf`` (weighted reciprocal rank fusion).
+        dense_weight: weight of the dense results in the fusion.
+        bm25_weight: weight of the BM25 results in the fusion.
+        rrf_k: the constant of reciprocal rank fusion (1 / (rrf_k + rank)); ``rrf`` only.
         mmr: diversify dense results with maximal marginal relevance.
         mmr_lambda: 1 is pure relevance, 0 pure diversity.
         first_stage: the retriever that ``rerank``, ``multi-query`` and ``context`` wrap.
@@ -141,8 +143,9 @@ class RetrieversConfig:
 
     # Defaults chosen on a dev split of SciFact train (benchmarks/RESULTS_retrievers.md).
     candidates: int = 50
-    dense_weight: float = 0.5
-    bm25_weight: float = 1.0
+    fusion: Literal["convex", "rrf"] = "convex"
+    dense_weight: float = 0.35
+    bm25_weight: float = 0.65
     rrf_k: int = 10
     mmr: bool = False
     mmr_lambda: float = 0.5

@@ -123,15 +123,35 @@ def st_model(path: str) -> Any:
     return _st_models[path]
 
 
-def corpus_embeddings(path: str) -> np.ndarray:
+_int8_models: dict[str, Any] = {}
+
+
+def encode(path: str, texts: list[str], backend: str = "torch") -> np.ndarray:
+    """Normalised vectors: sentence-transformers fp32 (``torch``) or appkit's ``onnx-int8`` encoder
+    (what the default ``embedding.backend = "auto"`` picks on this CPU)."""
+    if backend == "onnx-int8":
+        if path not in _int8_models:
+            from appkit.models.onnx_int8 import OnnxInt8Embeddings
+
+            _int8_models[path] = OnnxInt8Embeddings(path, name=Path(path).name, batch_size=16)
+        vecs = np.asarray(_int8_models[path].embed_documents(texts), dtype=np.float32)
+        return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    return st_model(path).encode(texts, batch_size=64, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+
+
+def backend_key(path: str, backend: str = "torch") -> str:
+    return model_key(path) + ("-int8" if backend == "onnx-int8" else "")
+
+
+def corpus_embeddings(path: str, backend: str = "torch") -> np.ndarray:
     """Normalised corpus vectors for a model, computed once and cached under out/emb/."""
-    cache = OUT / "emb" / f"{model_key(path)}.npy"
+    cache = OUT / "emb" / f"{backend_key(path, backend)}.npy"
     if cache.exists():
         return np.load(cache)
     _, texts = load_corpus()
     t0 = time.perf_counter()
-    vecs = st_model(path).encode(texts, batch_size=64, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+    vecs = encode(path, texts, backend)
     log(f"embedded {len(texts)} passages in {time.perf_counter() - t0:.0f}s ({path})")
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npy")
@@ -146,22 +166,27 @@ class CachedQueryEmbeddings(Embeddings):
     ``memo=False`` embeds every query afresh, as the application does (for latency).
     """
 
-    def __init__(self, path: str, memo: bool = True):
+    def __init__(self, path: str, memo: bool = True, backend: str = "torch"):
         self.path = path
-        self.identity = model_key(path)
+        self.backend = backend
+        self.identity = backend_key(path, backend)
         self.memo = memo
         self._memo: dict[str, list[float]] = {}
 
     def preload(self, texts: list[str]) -> None:
         todo = [t for t in dict.fromkeys(texts) if t not in self._memo]
         if todo:
-            vecs = st_model(self.path).encode(todo, batch_size=64, normalize_embeddings=True,
-                                              show_progress_bar=False)
+            vecs = encode(self.path, todo, self.backend)
             self._memo.update({t: v.tolist() for t, v in zip(todo, vecs)})
+
+    def encode_one(self, text: str) -> list[float]:
+        if self.backend == "onnx-int8":
+            return encode(self.path, [text], self.backend)[0].tolist()
+        return st_model(self.path).encode(text, normalize_embeddings=True).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         if not self.memo:
-            return st_model(self.path).encode(text, normalize_embeddings=True).tolist()
+            return self.encode_one(text)
         if text not in self._memo:
             self.preload([text])
         return self._memo[text]
@@ -171,20 +196,20 @@ class CachedQueryEmbeddings(Embeddings):
         return [self._memo[t] for t in texts]
 
 
-def scifact_store(model: str) -> tuple[Any, Profile]:
+def scifact_store(model: str, backend: str = "torch") -> tuple[Any, Profile]:
     """A Chroma store holding SciFact embedded with ``model`` (built once), and its profile."""
     from appkit.ingest.manifest import Manifest
     from appkit.store.chroma import ChromaStore
 
     path = model_dir(model)
-    key = model_key(path)
+    key = backend_key(path, backend)
     data_dir = OUT / "stores" / key
     profile = Profile(store=StoreConfig(path=str(data_dir), collection="scifact"))
-    emb = CachedQueryEmbeddings(path)
+    emb = CachedQueryEmbeddings(path, backend=backend)
     store = ChromaStore(profile.store, data_dir, emb)
     ids, texts = load_corpus()
     if store.count() != len(ids):
-        vecs = corpus_embeddings(path)
+        vecs = corpus_embeddings(path, backend)
         t0 = time.perf_counter()
         store.upsert(ids, texts, [{"source": i, "file_type": "scifact", "chunk_index": 0}
                                   for i in ids], vecs)
@@ -223,6 +248,19 @@ def run_of(retriever: Any, queries: dict[str, str], qids: list[str], k: int,
         run[q] = {str(d.metadata.get("source", d.id)): float(len(docs) - r)
                   for r, d in enumerate(docs)}
     return run
+
+
+def measured(retriever: Any, queries: dict[str, str], qids: list[str], qrels: dict,
+             times: list[float] | None = None) -> dict[str, float]:
+    """nDCG@10 and MRR@10 from asking for 10 chunks, Recall@100 from asking for 100.
+
+    Two runs because a hybrid retriever draws ``max(candidates, k)`` chunks from each side: asked
+    for 100 it would fuse 100 candidates, not the profile's 50, and rank its top 10 differently
+    from an application asking for a handful. ``times`` gets the 10-chunk run's per-query times.
+    """
+    top = score(run_of(retriever, queries, qids, 10, times), qrels, ["ndcg@10", "mrr@10"])
+    deep = score(run_of(retriever, queries, qids, 100), qrels, ["recall@100"])
+    return {**top, **deep}
 
 
 def score(run: dict, qrels: dict, metrics: list[str] = METRICS) -> dict[str, float]:
@@ -266,24 +304,36 @@ def cmd_tune(args: argparse.Namespace) -> None:
         log(rows[-1])
     grid = ((50,), (10, 60), (0.5, 1.0, 1.5, 2.0)) if args.quick else \
         ((50, 100), (10, 30, 60), (0.5, 0.75, 1.0, 1.25, 1.5, 2.0))
-    for candidates in grid[0]:
-        for rrf_k in grid[1]:
-            for dw in grid[2]:
-                cfg = dict(candidates=candidates, rrf_k=rrf_k, dense_weight=dw, bm25_weight=1.0)
-                run = run_of(make(store, profile, "hybrid", k=100, **cfg), queries, dev, 100)
-                rows.append({"stage": "hybrid", **cfg, **score(run, sp["dev"])})
-                log(rows[-1])
-    best = max((r for r in rows if r["stage"] == "hybrid"), key=lambda r: r["ndcg@10"])
-    save(f"tune-{args.model}", {"model": args.model, "rows": rows, "best": best})
+    settings = [dict(fusion="rrf", candidates=c, rrf_k=rrf_k, dense_weight=dw, bm25_weight=1.0)
+                for c in grid[0] for rrf_k in grid[1] for dw in grid[2]]
+    # Convex combination: the dense share alpha, BM25 1 - alpha (rrf_k plays no part).
+    alphas = (0.25, 0.35, 0.45) if args.quick else (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+    settings += [dict(fusion="convex", candidates=c, rrf_k=10, dense_weight=a,
+                      bm25_weight=round(1 - a, 2)) for c in grid[0] for a in alphas]
+    for cfg in settings:  # ranked as an application asks: top 10 from the profile's candidates
+        run = run_of(make(store, profile, "hybrid", k=10, **cfg), queries, dev, 10)
+        rows.append({"stage": "hybrid", **cfg, **score(run, sp["dev"], ["ndcg@10", "mrr@10"])})
+        log(rows[-1])
+    hybrid = [r for r in rows if r["stage"] == "hybrid"]
+    best = max(hybrid, key=lambda r: r["ndcg@10"])
+    best_rrf = max((r for r in hybrid if r["fusion"] == "rrf"), key=lambda r: r["ndcg@10"])
+    save(f"tune-{args.model}", {"model": args.model, "rows": rows, "best": best,
+                                "best_rrf": best_rrf})
     log("best on dev:", best)
 
 
-def best_fusion(model: str) -> dict[str, Any]:
-    """The fusion settings chosen on dev for ``model`` (run ``tune --model`` first)."""
+FUSION_KEYS = ("fusion", "candidates", "rrf_k", "dense_weight", "bm25_weight")
+
+
+def best_fusion(model: str, which: str = "best") -> dict[str, Any]:
+    """The fusion settings chosen on dev for ``model`` (run ``tune --model`` first).
+
+    ``which`` is ``best`` (either fusion) or ``best_rrf`` (the best reciprocal rank fusion).
+    """
     tuned = load(f"tune-{model}")
-    if not tuned:
+    if not tuned or which not in tuned:
         raise SystemExit(f"run: bench_scifact.py tune --model {model}")
-    return {k: tuned["best"][k] for k in ("candidates", "rrf_k", "dense_weight", "bm25_weight")}
+    return {k: tuned[which].get(k, "rrf") for k in FUSION_KEYS}
 
 
 class CachedReranker:
@@ -352,7 +402,7 @@ def cmd_rerank_sweep(args: argparse.Namespace) -> None:
                                                         "fusion": fusion})
 
 
-UNTUNED = dict(candidates=100, rrf_k=60, dense_weight=1.0, bm25_weight=1.0)
+UNTUNED = dict(fusion="rrf", candidates=100, rrf_k=60, dense_weight=1.0, bm25_weight=1.0)
 
 
 def cmd_quality(args: argparse.Namespace) -> None:
@@ -375,16 +425,26 @@ def cmd_quality(args: argparse.Namespace) -> None:
          lambda: make(base_store, base_profile, "mmr", k=100, candidates=100)),
         ("hybrid-untuned", "hybrid RRF, untuned (weights 1:1, k=60)",
          lambda: make(base_store, base_profile, "hybrid", k=100, **UNTUNED)),
-        ("hybrid", "hybrid RRF, profile defaults (chosen on dev)",
+        ("hybrid-rrf", "hybrid RRF, tuned on dev",
+         lambda: make(base_store, base_profile, "hybrid", k=100, **best_fusion(BASE, "best_rrf"))),
+        ("hybrid", "hybrid, profile defaults (convex fusion chosen on dev)",
          lambda: make(base_store, base_profile, "hybrid", k=100)),
     ]
+    if args.int8:
+        i_store, i_profile = scifact_store(BASE, "onnx-int8")
+        configs += [
+            ("dense-int8", "dense MiniLM, int8 ONNX encoder (the default backend here)",
+             lambda: make(i_store, i_profile, "dense", k=100)),
+            ("hybrid-int8", "hybrid, profile defaults, int8 encoder: the default configuration",
+             lambda: make(i_store, i_profile, "hybrid", k=100)),
+        ]
     if have_tuned:
         t_store, t_profile = scifact_store(tuned_enc)
         t_fusion = best_fusion(tuned_enc)
         configs += [
             ("dense-ft", "dense, MiniLM fine-tuned on train split",
              lambda: make(t_store, t_profile, "dense", k=100)),
-            ("hybrid-ft", "hybrid RRF, fine-tuned encoder (fusion chosen on dev)",
+            ("hybrid-ft", "hybrid, fine-tuned encoder (fusion chosen on dev)",
              lambda: make(t_store, t_profile, "hybrid", k=100, **t_fusion)),
         ]
     rerank_rows = []
@@ -413,8 +473,8 @@ def cmd_quality(args: argparse.Namespace) -> None:
         qids = sorted(sp[split])
         for key, label, build in configs:
             times: list[float] = []
-            run = run_of(build(), queries, qids, 100, times)
-            results[f"{split}/{key}"] = {"label": label, **score(run, sp[split]),
+            results[f"{split}/{key}"] = {"label": label,
+                                         **measured(build(), queries, qids, sp[split], times),
                                          "ms_per_query": round(1000 * statistics.mean(times), 1)}
             log(split, key, results[f"{split}/{key}"])
         for key, label, build, first in rerank_rows:
@@ -437,7 +497,7 @@ def percentiles(times: list[float]) -> dict[str, float]:
             "p95_ms": round(float(np.percentile(ms, 95)), 1), "n": len(times)}
 
 
-def synthetic_store(n: int) -> tuple[Any, Profile]:
+def synthetic_store(n: int, backend: str = "torch") -> tuple[Any, Profile]:
     """``n`` synthetic chunks: sentences of SciFact abstracts reshuffled into ~1,000-character
     chunks, each with the vector of the abstract it mostly came from plus noise (cosine about 0.9
     to it), so the store has the cluster structure of real embeddings without embedding 100k
@@ -448,8 +508,9 @@ def synthetic_store(n: int) -> tuple[Any, Profile]:
     path = model_dir(BASE)
     data_dir = OUT / "stores" / f"synthetic-{n}"
     profile = Profile(store=StoreConfig(path=str(data_dir), collection="synthetic"))
-    store = ChromaStore(profile.store, data_dir, CachedQueryEmbeddings(path, memo=False))
-    store.embeddings.identity = model_key(path)
+    store = ChromaStore(profile.store, data_dir,
+                        CachedQueryEmbeddings(path, memo=False, backend=backend))
+    store.embeddings.identity = model_key(path)  # the vectors are synthetic: any encoder queries them
     if store.count() == n:
         return store, profile
     rng = np.random.default_rng(SEED)
@@ -495,13 +556,13 @@ def cmd_latency(args: argparse.Namespace) -> None:
     queries = load_queries()
     qids = sorted(load_qrels("test"))[: args.queries]
     results = load("latency") or {}
-    st_model(model_dir(BASE)).encode("warm up")
+    encode(model_dir(BASE), ["warm up"], args.backend)
     for size in args.sizes:
         if size == 5183:
-            store, profile = scifact_store(BASE)
+            store, profile = scifact_store(BASE, args.backend)
             store.embeddings.memo = False
         else:
-            store, profile = synthetic_store(size)
+            store, profile = synthetic_store(size, args.backend)
         gc.collect()
         before = rss_mb()
         index = index_for(store, profile.data_dir)
@@ -514,7 +575,7 @@ def cmd_latency(args: argparse.Namespace) -> None:
             "disk_mb": round(sum(f.stat().st_size for f in index.path.rglob("*")) / 2**20, 1),
             "rss_growth_mb": round(rss_mb() - before, 1)}
         log(size, results[f"{size}/bm25_index"])
-        fusion = best_fusion(BASE)
+        fusion: dict[str, Any] = {}  # the profile defaults
         retrievers = {"dense": make(store, profile, "dense", k=10),
                       "bm25": make(store, profile, "bm25", k=10),
                       "hybrid": make(store, profile, "hybrid", k=10, **fusion)}
@@ -532,7 +593,7 @@ def cmd_latency(args: argparse.Namespace) -> None:
         embed_times = []
         for q in qids:
             t0 = time.perf_counter()
-            vec = st_model(emb.path).encode(queries[q], normalize_embeddings=True).tolist()
+            vec = emb.encode_one(queries[q])
             embed_times.append(time.perf_counter() - t0)
             emb._memo[queries[q]] = vec
         emb.memo = True
@@ -638,6 +699,8 @@ def main() -> None:
     p.add_argument("--encoder", default="scifact-encoder", help="fine-tuned encoder ('' = none)")
     p.add_argument("--reranker", default="scifact-reranker", help="cross-encoder ('' = none)")
     p.add_argument("--only", nargs="+", help="only these rows (others are kept from earlier runs)")
+    p.add_argument("--int8", action="store_true",
+                   help="also the default configuration's int8 ONNX encoder (rows *-int8)")
     p.set_defaults(func=cmd_quality)
     p = sub.add_parser("latency")
     p.add_argument("--sizes", type=int, nargs="+", default=[5183, 100_000])
@@ -645,6 +708,8 @@ def main() -> None:
     p.add_argument("--reranker", default="", help="also time reranking with this cross-encoder")
     p.add_argument("--rerank-n", type=int, nargs="+", default=[10, 20, 30])
     p.add_argument("--rerank-queries", type=int, default=30)
+    p.add_argument("--backend", default="onnx-int8", choices=["torch", "onnx-int8"],
+                   help="query encoder (the default configuration uses onnx-int8 on this CPU)")
     p.set_defaults(func=cmd_latency)
     p = sub.add_parser("report")
     p.set_defaults(func=cmd_report)

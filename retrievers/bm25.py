@@ -16,6 +16,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ class BM25Index:
         self._ids: list[str] = []
         self._stamp: dict[str, Any] = {}
         self._stemmer: Any = None
+        self._row_of: tuple[list[str], dict[str, int]] | None = None  # (ids it was built from, rows)
         self._lock = threading.RLock()
         self.rebuilds = 0  # how often this object rebuilt the index (tests check it)
 
@@ -189,6 +191,29 @@ class BM25Index:
             found, scores = bm25.retrieve([terms], k=n, show_progress=False, weight_mask=mask)
         return [(ids[int(j)], float(s)) for j, s in zip(found[0], scores[0]) if s > 0]
 
+    def scores_for(self, query: str, ids: Sequence[str]) -> dict[str, float]:
+        """The BM25 score of each of ``ids`` for ``query`` (0 for a chunk sharing no term with it).
+
+        Ids the index does not hold (deleted since it was built) are left out. Convex fusion needs
+        this for the dense hits that were not among the BM25 candidates.
+        """
+        self.ensure()
+        with self._lock:
+            bm25, rows = self._bm25, self._rows()
+            wanted = [(i, rows[i]) for i in ids if i in rows]
+            if not wanted:
+                return {}
+            terms = self.query_terms(query)
+            if not terms:
+                return {i: 0.0 for i, _ in wanted}
+            all_scores = bm25.get_scores(terms)
+        return {i: float(all_scores[r]) for i, r in wanted}
+
+    def _rows(self) -> dict[str, int]:
+        if self._row_of is None or self._row_of[0] is not self._ids:
+            self._row_of = (self._ids, {i: n for n, i in enumerate(self._ids)})
+        return self._row_of[1]
+
     def memory_bytes(self) -> int:
         """Bytes the loaded index holds in numpy arrays (scores, term index, vocabulary excluded)."""
         self.ensure()
@@ -259,6 +284,10 @@ class BM25Retriever(BaseRetriever):
     def ranked_ids(self, query: str, k: int, where: dict | None = None) -> list[tuple[str, float]]:
         """(chunk id, score) pairs without fetching texts (what fusion needs)."""
         return self.index.search(query, k, self.allowed_ids(where))
+
+    def scores_for(self, query: str, ids: Sequence[str]) -> dict[str, float]:
+        """BM25 scores of given chunks (see :meth:`BM25Index.scores_for`)."""
+        return self.index.scores_for(query, ids)
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
                                 k: int | None = None, where: dict | None = None) -> list[Document]:

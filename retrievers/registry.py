@@ -5,7 +5,7 @@ name                  what it returns
 ====================  =========================================================================
 ``mmr``               dense retrieval diversified with MMR (``dense`` itself is the core's)
 ``bm25``              BM25 over the same collection
-``hybrid``            dense + BM25 fused with weighted RRF (``retrievers.*_weight``, ``rrf_k``)
+``hybrid``            dense + BM25 fused (``retrievers.fusion``, ``*_weight``, ``rrf_k``)
 ``rerank``            ``retrievers.first_stage`` candidates re-ordered by ``retrievers.reranker``
 ``multi-query``       ``first_stage`` with query expansion forced on
 ``context``           ``first_stage`` with neighbouring chunks (``context_window``, at least 1)
@@ -50,7 +50,8 @@ def _hybrid(ctx: RetrieverContext, k: int) -> BaseRetriever:
 
     cfg = ctx.profile.retrievers
     return HybridRetriever(dense=_dense(ctx, k), bm25=_bm25(ctx, k), k=k,
-                           candidates=cfg.candidates, dense_weight=cfg.dense_weight,
+                           candidates=cfg.candidates, fusion=cfg.fusion,
+                           dense_weight=cfg.dense_weight,
                            bm25_weight=cfg.bm25_weight, rrf_k=cfg.rrf_k)
 
 

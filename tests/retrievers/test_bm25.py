@@ -101,3 +101,15 @@ def test_empty_store(empty_corpus):
 
 def test_memory_is_reported(corpus):
     assert index_for(corpus.store, corpus.profile.data_dir).memory_bytes() > 0
+
+
+def test_scores_for_given_chunks(corpus):
+    index = index_for(corpus.store, corpus.profile.data_dir)
+    ranked = dict(index.search("pressing cider", 10))
+    every = corpus.store.collection.get(include=[])["ids"]
+    scores = index.scores_for("pressing cider", [*every, "no-such-chunk"])
+    assert set(scores) == set(every)  # unknown ids are left out
+    assert all(scores[i] == pytest.approx(s) for i, s in ranked.items())
+    assert all(scores[i] == 0.0 for i in every if i not in ranked)
+    assert set(index.scores_for("the and of", every).values()) == {0.0}
+    assert index.scores_for("cider", []) == {}

@@ -1,10 +1,10 @@
-"""Reciprocal rank fusion: the formula, weights, ties, errors, and agreement with ranx."""
+"""Fusion: RRF (the formula, weights, ties, errors, agreement with ranx) and convex combination."""
 
 from __future__ import annotations
 
 import pytest
 
-from retrievers.fusion import reciprocal_rank_fusion
+from retrievers.fusion import convex_fusion, reciprocal_rank_fusion
 
 
 def test_scores_follow_the_formula():
@@ -62,3 +62,31 @@ def test_matches_ranx_rrf():
         assert ours.keys() == theirs[q].keys()
         for doc, score in ours.items():
             assert score == pytest.approx(theirs[q][doc], rel=1e-6)
+
+
+def test_convex_normalises_each_map_over_all_items():
+    fused = dict(convex_fusion([{"a": 0.9, "b": 0.7, "c": 0.5}, {"a": 0.0, "b": 10.0, "c": 5.0}],
+                               [0.4, 0.6]))
+    assert fused["a"] == pytest.approx(0.4 * 1.0 + 0.6 * 0.0)
+    assert fused["b"] == pytest.approx(0.4 * 0.5 + 0.6 * 1.0)
+    assert fused["c"] == pytest.approx(0.4 * 0.0 + 0.6 * 0.5)
+    assert [i for i, _ in convex_fusion([{"a": 0.9, "b": 0.7, "c": 0.5},
+                                         {"a": 0.0, "b": 10.0, "c": 5.0}], [0.4, 0.6])] == \
+        ["b", "a", "c"]
+
+
+def test_convex_missing_items_count_as_the_worst_and_flat_maps_add_nothing():
+    fused = dict(convex_fusion([{"a": 1.0, "b": 0.0}, {"c": 3.0, "a": 1.0}]))
+    assert fused["b"] == pytest.approx(0.0)  # lowest in the first map, absent from the second
+    assert fused["c"] == pytest.approx(0.0 + 1.0)  # absent from the first: its minimum
+    assert fused["a"] == pytest.approx(1.0 + 0.0)
+    assert dict(convex_fusion([{"a": 2.0, "b": 2.0}, {"a": 1.0, "b": 0.0}])) == {"a": 1.0, "b": 0.0}
+
+
+def test_convex_ties_weights_and_errors():
+    assert [i for i, _ in convex_fusion([{"a": 1.0, "b": 1.0}])] == ["a", "b"]
+    assert [i for i, _ in convex_fusion([{"a": 1.0, "b": 0.0}, {"a": 0.0, "b": 1.0}], [0, 1])] == \
+        ["b", "a"]
+    assert convex_fusion([{}, {}]) == [] and convex_fusion([]) == []
+    with pytest.raises(ValueError, match="2 weights for 1"):
+        convex_fusion([{"a": 1.0}], [1.0, 1.0])

@@ -10,7 +10,7 @@ from appkit.retrieval import RetrieverContext, make_retriever
 
 
 def test_round_trips_through_toml(tmp_path):
-    p = Profile(retrievers=RetrieversConfig(dense_weight=0.25, mmr=True, rerank_model="mine",
+    p = Profile(retrievers=RetrieversConfig(dense_weight=0.25, fusion="rrf", mmr=True, rerank_model="mine",
                                             reranker="llm", context_window=2))
     path = save_profile(p, tmp_path / "appkit.toml")
     assert "[retrievers]" in path.read_text()
@@ -19,6 +19,7 @@ def test_round_trips_through_toml(tmp_path):
 
 @pytest.mark.parametrize("table,key", [
     ({"fusion": 1}, "retrievers.fusion"),
+    ({"fusion": "max"}, "retrievers.fusion"),
     ({"candidates": 0}, "retrievers.candidates"),
     ({"dense_weight": -1}, "retrievers.dense_weight"),
     ({"mmr_lambda": 1.5}, "retrievers.mmr_lambda"),
