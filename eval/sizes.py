@@ -112,11 +112,18 @@ def measure_model(name: str, *, threads: int = 0, prompt_tokens: int = PROMPT_TO
     if spec.format not in ("gguf", "hf"):
         raise AppkitError(f"'{name}' is a {spec.format} model; the size table measures GGUF and "
                           "transformers models")
+    # the backend's own libraries are loaded first: the memory is the model's, not torch's
+    if spec.format == "gguf":
+        require("llama_cpp", extra="chat", package="llama-cpp-python")
+    else:
+        require("torch", extra="finetune")
+        require("transformers", extra="finetune")
     before = rss_mb()
     t0 = time.perf_counter()
     runner = (_llama_cpp_runner if spec.format == "gguf" else _transformers_runner)(
         spec, path, threads, prompt_tokens)
     load = time.perf_counter() - t0
+    runner.warm_up()  # first touches of the mapped weights and buffer allocation are not speed
     t1 = time.perf_counter()
     runner.prompt()
     prompt_s = time.perf_counter() - t1
@@ -132,10 +139,12 @@ def measure_model(name: str, *, threads: int = 0, prompt_tokens: int = PROMPT_TO
 
 @dataclass
 class _Runner:
-    """One loaded model: ``prompt()`` runs the prompt, ``generate(n)`` n greedy tokens after it
-    (``prefill_in_generate``: it runs the prompt again first, so that time is taken off)."""
+    """One loaded model: ``warm_up()`` runs a few tokens and forgets them, ``prompt()`` runs the
+    prompt, ``generate(n)`` n greedy tokens after it (``prefill_in_generate``: it runs the prompt
+    again first, so that time is taken off)."""
 
     prompt_tokens: int
+    warm_up: Callable[[], Any]
     prompt: Callable[[], Any]
     generate: Callable[[int], Any]
     close: Callable[[], Any]
@@ -156,7 +165,11 @@ def _llama_cpp_runner(spec: Any, path: Path, threads: int, prompt_tokens: int) -
         for _ in range(n):
             llama.eval([llama.sample(top_k=1)])
 
-    return _Runner(len(ids), lambda: llama.eval(ids), generate, llama.close)
+    def warm_up() -> None:
+        llama.eval(ids[:8])
+        llama.reset()
+
+    return _Runner(len(ids), warm_up, lambda: llama.eval(ids), generate, llama.close)
 
 
 def _transformers_runner(spec: Any, path: Path, threads: int, prompt_tokens: int) -> _Runner:
@@ -172,9 +185,9 @@ def _transformers_runner(spec: Any, path: Path, threads: int, prompt_tokens: int
     ids = tok(TEXT, return_tensors="pt").input_ids[:, :prompt_tokens].to(loaded.device)
     mask = torch.ones_like(ids)
 
-    def prompt() -> None:
+    def prompt(n: int = prompt_tokens) -> None:
         with torch.no_grad():
-            loaded.model(input_ids=ids, attention_mask=mask)
+            loaded.model(input_ids=ids[:, :n], attention_mask=mask[:, :n])
 
     def generate(n: int) -> None:
         with torch.no_grad():
@@ -182,7 +195,8 @@ def _transformers_runner(spec: Any, path: Path, threads: int, prompt_tokens: int
                                   min_new_tokens=n, do_sample=False,
                                   pad_token_id=tok.pad_token_id or tok.eos_token_id)
 
-    return _Runner(int(ids.shape[1]), prompt, generate, lambda: None, prefill_in_generate=True)
+    return _Runner(int(ids.shape[1]), lambda: prompt(8), prompt, generate, lambda: None,
+                   prefill_in_generate=True)
 
 
 def measure_isolated(name: str, **kwargs: Any) -> dict[str, Any]:
