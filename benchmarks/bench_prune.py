@@ -12,10 +12,11 @@ long run can be stopped and continued with ``--stages``):
   magnitude-pruning comparison at the same ratio comes with it.
 * ``eval``: token F1 / EM on the held-out questions (gold paragraph as context, the same prompt),
   original vs pruned, both float32 through transformers so only the pruning differs.
-* ``speed``: generation tokens/s through transformers of the original and the pruned model, and
-  llama.cpp tokens/s of the original GGUF. The pruned model has no GGUF: ``finetune.export``
-  writes changes onto the base GGUF's own tensors and cannot take other shapes (see
-  ``finetune/README.md``), so the llama.cpp row of the pruned model stays empty.
+* ``speed``: prompt and generation tokens/s through transformers of the original and the pruned
+  model, and through llama.cpp of the packaged GGUF, of the original written and quantized to
+  Q4_K_M by the same writer as the pruned model (``finetune.export.write_model_gguf``), and of
+  the pruned model exported to Q4_K_M (``appkit finetune export NAME``), so the llama.cpp
+  speed-up compares the same quantization.
 
 The goal of issue 11: >= 25% fewer parameters, <= 3 F1 points lost after recovery, a measured
 speed-up.
@@ -142,13 +143,27 @@ def hf_speed(path: str, threads: int, n_gen: int = 32) -> dict:
 
 def stage_speed(args) -> None:
     from appkit.models.catalogue import resolve_model
+    from finetune.base import convert_gguf, resolve_base
+    from finetune.export import export_run, quantize_gguf, write_model_gguf
 
     out = {f"{label} (transformers fp32)": hf_speed(p, args.threads)
            for label, p in _paths(args).items()}
-    out["original (llama.cpp GGUF)"] = squad.speed(str(resolve_model(args.model)[1]), args.threads)
-    out["pruned (llama.cpp GGUF)"] = None  # finetune.export cannot write a pruned GGUF
-    a, b = out["original (transformers fp32)"], out["pruned (transformers fp32)"]
-    out["pruned_vs_original_gen"] = round(b["gen_tps"] / a["gen_tps"], 2)
+    out["original (llama.cpp, packaged GGUF)"] = squad.speed(
+        str(resolve_model(args.model)[1]), args.threads)
+    _, gguf_path = resolve_base(args.model)
+    f16 = write_model_gguf(gguf_path, convert_gguf(gguf_path), work_dir() / "original-f16.gguf")
+    original = quantize_gguf(f16, work_dir() / "original-q4_k_m.gguf", "q4_k_m")
+    pruned = export_run(args.name, quants=("q4_k_m",)).files["q4_k_m"]
+    out["original (llama.cpp Q4_K_M)"] = {**squad.speed(str(original), args.threads),
+                                          "size_mb": round(original.stat().st_size / 1e6, 1)}
+    out["pruned (llama.cpp Q4_K_M)"] = {**squad.speed(str(pruned), args.threads),
+                                        "size_mb": round(pruned.stat().st_size / 1e6, 1)}
+    f16.unlink()
+    for backend, a, b in (("transformers", "original (transformers fp32)",
+                           "pruned (transformers fp32)"),
+                          ("llama_cpp", "original (llama.cpp Q4_K_M)",
+                           "pruned (llama.cpp Q4_K_M)")):
+        out[f"pruned_vs_original_gen_{backend}"] = round(out[b]["gen_tps"] / out[a]["gen_tps"], 2)
     save("speed", out)
 
 
