@@ -150,7 +150,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         return
     listing = p.get_default("func")
     p.add_argument("action", nargs="?", default="list", choices=["list", "compare"],
-                   help="list the catalogue (default) or compare models on a task's eval set")
+                   help="list the catalogue (default), or compare models on a task's eval set "
+                        "or by size and speed (--family)")
     p.add_argument("--task", choices=[t for t in TASKS if t != "qa"], help="compare: the task")
     p.add_argument("--eval", help="compare: JSONL eval set ({'input', 'reference'} per line)")
     p.add_argument("--models", help="compare: comma-separated models (default: every installed "
