@@ -269,6 +269,8 @@ def score(run: dict, qrels: dict, metrics: list[str] = METRICS) -> dict[str, flo
     qrels = {q: r for q, r in qrels.items() if q in run}
     run = {q: (r if r else {"__none__": 0.0}) for q, r in run.items()}
     res = evaluate(Qrels(qrels), Run(run), metrics, make_comparable=True)
+    if len(metrics) == 1:  # ranx returns a bare number for one metric
+        res = {metrics[0]: res}
     return {m: round(float(res[m]), 4) for m in metrics}
 
 
@@ -672,7 +674,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     cmd = [sys.executable, "-m", "appkit.cli", "retrievers", "train", "--pairs", str(pairs_file),
            "--name", "scifact", "--what", args.what, "--epochs", str(args.epochs),
            "--reranker-epochs", str(args.reranker_epochs), "--negatives", str(args.negatives),
-           "--max-length", str(args.max_length), "--max-pairs", str(args.max_pairs)]
+           "--max-length", str(args.max_length), "--max-pairs", str(args.max_pairs),
+           "--reranker-lr", str(args.reranker_lr)]
     log("$ APPKIT_CACHE=benchmarks/out/cache appkit " + " ".join(cmd[3:]))
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
@@ -720,6 +723,7 @@ def main() -> None:
     p.add_argument("--negatives", type=int, default=3)
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--max-pairs", type=int, default=0)
+    p.add_argument("--reranker-lr", type=float, default=3e-5)
     p.set_defaults(func=cmd_train)
     args = parser.parse_args()
     args.func(args)

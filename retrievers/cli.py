@@ -65,6 +65,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--reranker-epochs", type=float, default=None,
                    help="epochs for the reranker (default: --epochs)")
     p.add_argument("--batch-size", type=int, default=32, help="encoder batch (in-batch negatives)")
+    p.add_argument("--reranker-lr", type=float, default=3e-5,
+                   help="learning rate of the reranker (its one-logit head starts untrained; a few "
+                   "hundred steps need a higher rate than the default)")
     p.add_argument("--max-pairs", type=int, default=0, help="use at most this many pairs")
     p.add_argument("--negatives", type=int, default=3,
                    help="negatives per pair for the reranker (the encoder uses the first)")
@@ -202,7 +205,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"training a cross-encoder on {len(pairs)} pairs (CPU; minutes)…", file=sys.stderr)
         facts = train_reranker(pairs, tuned_dir(name), base=args.base,
                                epochs=args.reranker_epochs or args.epochs,
-                               negatives=args.negatives, max_length=args.max_length)
+                               negatives=args.negatives, max_length=args.max_length,
+                               learning_rate=args.reranker_lr)
         register_trained(name, "reranker", tuned_dir(name), base=args.base, pairs_file=args.pairs,
                          facts=facts, description=f"cross-encoder from {args.base} on {args.pairs}")
         trained["reranker"] = name
