@@ -180,9 +180,7 @@ class CachedQueryEmbeddings(Embeddings):
             self._memo.update({t: v.tolist() for t, v in zip(todo, vecs)})
 
     def encode_one(self, text: str) -> list[float]:
-        if self.backend == "onnx-int8":
-            return encode(self.path, [text], self.backend)[0].tolist()
-        return st_model(self.path).encode(text, normalize_embeddings=True).tolist()
+        return encode(self.path, [text], self.backend)[0].tolist()
 
     def embed_query(self, text: str) -> list[float]:
         if not self.memo:

@@ -1,7 +1,8 @@
 """Two ways to fuse rankings: weighted reciprocal rank fusion and a convex combination of scores.
 
-**Reciprocal rank fusion** (Cormack, Clarke and Büttcher, SIGIR 2009) uses only ranks. A chunk's fused score is ``sum(weight_i / (k + rank_i))`` over the rankings it appears in (ranks
-from 1). With equal weights this is exactly ranx's ``fuse(method="rrf")``, which the benchmark and
+**Reciprocal rank fusion** (Cormack, Clarke and Büttcher, SIGIR 2009) uses only ranks. A chunk's
+fused score is ``sum(weight_i / (k + rank_i))`` over the rankings it appears in (ranks from 1).
+With equal weights this is exactly ranx's ``fuse(method="rrf")``, which the benchmark and
 ``tests/retrievers/test_fusion.py`` check. It is written out here rather than called from ranx
 because ranx works on whole runs through numba (seconds of compilation on first use), and this runs
 once per query inside a retriever.
@@ -17,7 +18,7 @@ Example:
     >>> from retrievers.fusion import reciprocal_rank_fusion
     >>> reciprocal_rank_fusion([["a", "b"], ["b", "c"]], k=60)[0][0]
     'b'
-    >>> convex_fusion([{"a": 0.9, "b": 0.8}, {"a": 0.0, "b": 7.0}], [0.5, 0.5])[0][0]
+    >>> convex_fusion([{"a": 0.9, "b": 0.8}, {"a": 0.0, "b": 7.0}], [0.4, 0.6])[0][0]
     'b'
 """
 

@@ -380,9 +380,9 @@ class Ingestor:
 
         The chunk ids are journalled first and the files' rows committed last, so a writer that
         dies in between leaves orphans the next run removes, never duplicates. Upserts make a
-        retried write harmless. Touches only the store and the manifest (both safe to call from one other thread), so a
-        :class:`WriteBehind` can run it while the next batch is embedded. Returns the number of
-        stale chunks deleted.
+        retried write harmless. Touches only the store and the manifest (both safe to call from one
+        other thread), so a :class:`WriteBehind` can run it while the next batch is embedded.
+        Returns the number of stale chunks deleted.
         """
         self.manifest.begin({str(p.path): p.ids for p in batch})
         texts = [c.page_content for p in batch for c in p.chunks]
