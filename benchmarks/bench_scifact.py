@@ -295,7 +295,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
     """Grid over fusion settings on dev for one encoder; writes out/results/tune-<model>.json."""
     sp = splits()
     queries = load_queries()
-    store, profile = scifact_store(args.model)
+    store, profile = scifact_store(args.model, args.backend)
     dev = sorted(sp["dev"])
     rows = []
     for stage in ("dense", "bm25"):
@@ -307,7 +307,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
     settings = [dict(fusion="rrf", candidates=c, rrf_k=rrf_k, dense_weight=dw, bm25_weight=1.0)
                 for c in grid[0] for rrf_k in grid[1] for dw in grid[2]]
     # Convex combination: the dense share alpha, BM25 1 - alpha (rrf_k plays no part).
-    alphas = (0.25, 0.35, 0.45) if args.quick else (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+    alphas = (0.25, 0.35, 0.45) if args.quick else (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
     settings += [dict(fusion="convex", candidates=c, rrf_k=10, dense_weight=a,
                       bm25_weight=round(1 - a, 2)) for c in grid[0] for a in alphas]
     for cfg in settings:  # ranked as an application asks: top 10 from the profile's candidates
@@ -317,22 +317,26 @@ def cmd_tune(args: argparse.Namespace) -> None:
     hybrid = [r for r in rows if r["stage"] == "hybrid"]
     best = max(hybrid, key=lambda r: r["ndcg@10"])
     best_rrf = max((r for r in hybrid if r["fusion"] == "rrf"), key=lambda r: r["ndcg@10"])
-    save(f"tune-{args.model}", {"model": args.model, "rows": rows, "best": best,
-                                "best_rrf": best_rrf})
+    save(tune_name(args.model, args.backend), {"model": args.model, "backend": args.backend,
+                                               "rows": rows, "best": best, "best_rrf": best_rrf})
     log("best on dev:", best)
 
 
 FUSION_KEYS = ("fusion", "candidates", "rrf_k", "dense_weight", "bm25_weight")
 
 
-def best_fusion(model: str, which: str = "best") -> dict[str, Any]:
+def tune_name(model: str, backend: str = "torch") -> str:
+    return f"tune-{model}" + ("-int8" if backend == "onnx-int8" else "")
+
+
+def best_fusion(model: str, which: str = "best", backend: str = "torch") -> dict[str, Any]:
     """The fusion settings chosen on dev for ``model`` (run ``tune --model`` first).
 
     ``which`` is ``best`` (either fusion) or ``best_rrf`` (the best reciprocal rank fusion).
     """
-    tuned = load(f"tune-{model}")
+    tuned = load(tune_name(model, backend))
     if not tuned or which not in tuned:
-        raise SystemExit(f"run: bench_scifact.py tune --model {model}")
+        raise SystemExit(f"run: bench_scifact.py tune --model {model} --backend {backend}")
     return {k: tuned[which].get(k, "rrf") for k in FUSION_KEYS}
 
 
@@ -442,11 +446,21 @@ def cmd_quality(args: argparse.Namespace) -> None:
         t_store, t_profile = scifact_store(tuned_enc)
         t_fusion = best_fusion(tuned_enc)
         configs += [
-            ("dense-ft", "dense, MiniLM fine-tuned on train split",
+            (f"dense-ft{args.ft_suffix}", f"dense, {tuned_enc} (MiniLM fine-tuned on train split)",
              lambda: make(t_store, t_profile, "dense", k=100)),
-            ("hybrid-ft", "hybrid, fine-tuned encoder (fusion chosen on dev)",
+            (f"hybrid-ft{args.ft_suffix}", f"hybrid, {tuned_enc} (fusion chosen on dev)",
              lambda: make(t_store, t_profile, "hybrid", k=100, **t_fusion)),
         ]
+        if args.int8 and load(tune_name(tuned_enc, "onnx-int8")):
+            ti_store, ti_profile = scifact_store(tuned_enc, "onnx-int8")
+            ti_fusion = best_fusion(tuned_enc, backend="onnx-int8")
+            configs += [
+                (f"dense-ft{args.ft_suffix}-int8", f"dense, {tuned_enc}, int8 ONNX encoder",
+                 lambda: make(ti_store, ti_profile, "dense", k=100)),
+                (f"hybrid-ft{args.ft_suffix}-int8",
+                 f"hybrid, {tuned_enc}, int8 ONNX encoder (fusion chosen on dev)",
+                 lambda: make(ti_store, ti_profile, "hybrid", k=100, **ti_fusion)),
+            ]
     rerank_rows = []
     if args.reranker:
         ce = CachedReranker(args.reranker)
@@ -489,6 +503,35 @@ def cmd_quality(args: argparse.Namespace) -> None:
             results[f"{split}/{key}"] = row
             log(split, key, row)
         save("quality", results)
+
+
+def cmd_multiquery(args: argparse.Namespace) -> None:
+    """Query transformation (multi-query expansion with the packaged chat model) on one split:
+    the hybrid with and without it on the same queries; writes out/results/multiquery-*.json."""
+    from appkit.models import make_chat_model
+    from retrievers.registry import build_pipeline
+
+    sp = splits()
+    queries = load_queries()
+    store, profile = scifact_store(args.model, args.backend)
+    fusion = (best_fusion(args.model, backend=args.backend)
+              if load(tune_name(args.model, args.backend)) else {})
+    qids = sorted(sp[args.split])[: args.limit or None]
+    llm = make_chat_model(Profile())  # the packaged chat model, loaded once
+    rows = {}
+    for key, expand in (("hybrid", False), ("hybrid+multi-query", True)):
+        cfg = dataclasses.replace(RetrieversConfig(), query_expansion=expand,
+                                  expansion_queries=args.n_queries, **fusion)
+        p = dataclasses.replace(profile, retrieval=RetrievalConfig(k=10), retrievers=cfg)
+        retriever = build_pipeline(RetrieverContext(p, store, lambda: llm), "hybrid")
+        times: list[float] = []
+        run = run_of(retriever, queries, qids, 10, times)
+        rows[key] = {**score(run, sp[args.split], ["ndcg@10", "mrr@10"]),
+                     "ms_per_query": round(1000 * statistics.mean(times), 1)}
+        log(args.split, key, rows[key])
+    save(f"multiquery-{args.model}-{args.backend}-{args.split}", {
+        "model": args.model, "backend": args.backend, "split": args.split, "queries": len(qids),
+        "n_queries": args.n_queries, "fusion": fusion, "rows": rows})
 
 
 def percentiles(times: list[float]) -> dict[str, float]:
@@ -670,14 +713,14 @@ def cmd_train(args: argparse.Namespace) -> None:
         write_pairs(pairs, pairs_file)
         log(f"wrote {len(pairs)} pairs to {pairs_file}")
     cmd = [sys.executable, "-m", "appkit.cli", "retrievers", "train", "--pairs", str(pairs_file),
-           "--name", "scifact", "--what", args.what, "--epochs", str(args.epochs),
+           "--name", args.name, "--what", args.what, "--epochs", str(args.epochs),
            "--reranker-epochs", str(args.reranker_epochs), "--negatives", str(args.negatives),
            "--max-length", str(args.max_length), "--max-pairs", str(args.max_pairs),
            "--reranker-lr", str(args.reranker_lr)]
     log("$ APPKIT_CACHE=benchmarks/out/cache appkit " + " ".join(cmd[3:]))
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
-    save(f"train-{args.what}", {"command": "appkit " + " ".join(cmd[3:]),
+    save(f"train-{args.name}-{args.what}", {"command": "appkit " + " ".join(cmd[3:]),
                                 "seconds": round(time.perf_counter() - t0)})
 
 
@@ -688,6 +731,7 @@ def main() -> None:
     p = sub.add_parser("tune")
     p.add_argument("--model", default=BASE)
     p.add_argument("--quick", action="store_true", help="a smaller grid (8 settings)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx-int8"])
     p.set_defaults(func=cmd_tune)
     p = sub.add_parser("rerank-sweep")
     p.add_argument("--model", default=BASE)
@@ -700,9 +744,17 @@ def main() -> None:
     p.add_argument("--encoder", default="scifact-encoder", help="fine-tuned encoder ('' = none)")
     p.add_argument("--reranker", default="scifact-reranker", help="cross-encoder ('' = none)")
     p.add_argument("--only", nargs="+", help="only these rows (others are kept from earlier runs)")
+    p.add_argument("--ft-suffix", default="", help="row-key suffix for this fine-tuned encoder")
     p.add_argument("--int8", action="store_true",
                    help="also the default configuration's int8 ONNX encoder (rows *-int8)")
     p.set_defaults(func=cmd_quality)
+    p = sub.add_parser("multiquery")
+    p.add_argument("--model", default=BASE)
+    p.add_argument("--split", default="dev", choices=["dev", "test"])
+    p.add_argument("--limit", type=int, default=0, help="the first N queries of the split")
+    p.add_argument("--n-queries", type=int, default=3)
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx-int8"])
+    p.set_defaults(func=cmd_multiquery)
     p = sub.add_parser("latency")
     p.add_argument("--sizes", type=int, nargs="+", default=[5183, 100_000])
     p.add_argument("--queries", type=int, default=200)
@@ -721,6 +773,7 @@ def main() -> None:
     p.add_argument("--negatives", type=int, default=3)
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--max-pairs", type=int, default=0)
+    p.add_argument("--name", default="scifact", help="name prefix of the trained models")
     p.add_argument("--reranker-lr", type=float, default=3e-5)
     p.set_defaults(func=cmd_train)
     args = parser.parse_args()

@@ -176,20 +176,38 @@ class BM25Index:
             k: how many at most.
             allowed_ids: only these chunks may be returned (a metadata filter, resolved by Chroma).
         """
+        return self.search_and_score(query, k, allowed_ids)[0]
+
+    def search_and_score(self, query: str, k: int, allowed_ids: set[str] | None = None,
+                         ids: Sequence[str] = ()) -> tuple[list[tuple[str, float]], dict[str, float]]:
+        """:meth:`search` and :meth:`scores_for` from one scoring pass over the index.
+
+        Convex fusion needs both the BM25 candidates and the BM25 scores of the dense candidates;
+        scoring every chunk is the expensive part, so it is done once.
+
+        Returns:
+            The ranked (chunk id, score) pairs, and the score of each of ``ids`` the index holds.
+        """
         self.ensure()
         with self._lock:
-            bm25, ids = self._bm25, self._ids
-            if not ids or k < 1:
-                return []
+            bm25, all_ids, rows = self._bm25, self._ids, self._rows()
+            wanted = [(i, rows[i]) for i in ids if i in rows]
+            if not all_ids:
+                return [], {}
             terms = self.query_terms(query)
             if not terms:
-                return []
-            mask = None
-            if allowed_ids is not None:
-                mask = np.fromiter((i in allowed_ids for i in ids), dtype=np.float32, count=len(ids))
-            n = min(k, len(ids))
-            found, scores = bm25.retrieve([terms], k=n, show_progress=False, weight_mask=mask)
-        return [(ids[int(j)], float(s)) for j, s in zip(found[0], scores[0]) if s > 0]
+                return [], {i: 0.0 for i, _ in wanted}
+            scores = bm25.get_scores(terms)
+        of_ids = {i: float(scores[r]) for i, r in wanted}
+        if k < 1:
+            return [], of_ids
+        if allowed_ids is not None:
+            mask = np.fromiter((i in allowed_ids for i in all_ids), dtype=bool, count=len(all_ids))
+            scores = np.where(mask, scores, 0.0)
+        n = min(k, len(all_ids))
+        top = np.argpartition(-scores, n - 1)[:n] if n < len(all_ids) else np.arange(len(all_ids))
+        top = top[np.lexsort((top, -scores[top]))]  # best first; ties by index order, stable
+        return [(all_ids[int(j)], float(scores[j])) for j in top if scores[j] > 0], of_ids
 
     def scores_for(self, query: str, ids: Sequence[str]) -> dict[str, float]:
         """The BM25 score of each of ``ids`` for ``query`` (0 for a chunk sharing no term with it).
@@ -197,17 +215,7 @@ class BM25Index:
         Ids the index does not hold (deleted since it was built) are left out. Convex fusion needs
         this for the dense hits that were not among the BM25 candidates.
         """
-        self.ensure()
-        with self._lock:
-            bm25, rows = self._bm25, self._rows()
-            wanted = [(i, rows[i]) for i in ids if i in rows]
-            if not wanted:
-                return {}
-            terms = self.query_terms(query)
-            if not terms:
-                return {i: 0.0 for i, _ in wanted}
-            all_scores = bm25.get_scores(terms)
-        return {i: float(all_scores[r]) for i, r in wanted}
+        return self.search_and_score(query, 0, ids=ids)[1]
 
     def _rows(self) -> dict[str, int]:
         if self._row_of is None or self._row_of[0] is not self._ids:
@@ -288,6 +296,12 @@ class BM25Retriever(BaseRetriever):
     def scores_for(self, query: str, ids: Sequence[str]) -> dict[str, float]:
         """BM25 scores of given chunks (see :meth:`BM25Index.scores_for`)."""
         return self.index.scores_for(query, ids)
+
+    def ranked_and_scored(self, query: str, k: int, where: dict | None = None,
+                          ids: Sequence[str] = ()) -> tuple[list[tuple[str, float]], dict[str, float]]:
+        """:meth:`ranked_ids` and :meth:`scores_for` in one pass (see
+        :meth:`BM25Index.search_and_score`)."""
+        return self.index.search_and_score(query, k, self.allowed_ids(where), ids)
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
                                 k: int | None = None, where: dict | None = None) -> list[Document]:

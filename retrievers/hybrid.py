@@ -73,8 +73,14 @@ class HybridRetriever(BaseRetriever):
         vector = self.dense.embed_query(query) if self.dense_weight > 0 else None
         dense_docs = (self.dense.search_by_vector(vector, depth, where)
                       if vector is not None else [])
-        bm25_ranked = (self.bm25.ranked_ids(query, depth, where)
-                       if self.bm25_weight > 0 else [])
+        bm25_of_dense: dict[str, float] = {}
+        if self.bm25_weight <= 0:
+            bm25_ranked = []
+        elif self.fusion == "convex":
+            bm25_ranked, bm25_of_dense = self.bm25.ranked_and_scored(
+                query, depth, where, [d.id for d in dense_docs])
+        else:
+            bm25_ranked = self.bm25.ranked_ids(query, depth, where)
         dense_ids = [d.id for d in dense_docs]
         bm25_ids = [i for i, _ in bm25_ranked]
         by_id = {d.id: d for d in dense_docs}
@@ -86,7 +92,7 @@ class HybridRetriever(BaseRetriever):
                 relevance = cosine_relevance(self.store, vector, [i for i in bm25 if i not in cosine])
                 cosine.update(relevance)
             if self.bm25_weight > 0:
-                bm25.update(self.bm25.scores_for(query, [i for i in cosine if i not in bm25]))
+                bm25.update({i: s for i, s in bm25_of_dense.items() if i not in bm25})
             fused = convex_fusion([cosine, bm25], [self.dense_weight, self.bm25_weight])[:k]
         else:
             fused = reciprocal_rank_fusion([dense_ids, bm25_ids],

@@ -225,7 +225,7 @@ def _args(cls: Any, **kwargs: Any) -> Any:
 
 
 def train_encoder(pairs: Sequence[dict[str, Any]], out_dir: str | os.PathLike, *,
-                  base: str = DEFAULT_BASE, epochs: float = 1.0, batch_size: int = 32,
+                  base: str = DEFAULT_BASE, epochs: float = 3.0, batch_size: int = 32,
                   learning_rate: float = 2e-5, max_seq_length: int = 256,
                   hard_negatives: bool = True, seed: int = 0) -> dict[str, Any]:
     """Fine-tune a sentence-transformers embedder with MultipleNegativesRankingLoss.

@@ -113,3 +113,18 @@ def test_scores_for_given_chunks(corpus):
     assert all(scores[i] == 0.0 for i in every if i not in ranked)
     assert set(index.scores_for("the and of", every).values()) == {0.0}
     assert index.scores_for("cider", []) == {}
+
+
+def test_search_and_score_is_one_pass_of_search_and_scores_for(corpus):
+    index = index_for(corpus.store, corpus.profile.data_dir)
+    every = corpus.store.collection.get(include=[])["ids"]
+    ranked, scores = index.search_and_score("pressing cider apples", 3, ids=every)
+    assert ranked == index.search("pressing cider apples", 3)
+    found, top = index._bm25.retrieve([index.query_terms("pressing cider apples")], k=3,
+                                      show_progress=False)  # bm25s's own top k agrees
+    assert [s for _, s in ranked] == pytest.approx([float(s) for s in top[0] if s > 0])
+    assert scores == index.scores_for("pressing cider apples", every)
+    allowed = set(every[: len(every) // 2])
+    filtered, _ = index.search_and_score("pressing cider apples", 10, allowed)
+    assert filtered == index.search("pressing cider apples", 10, allowed)
+    assert {i for i, _ in filtered} <= allowed
