@@ -192,8 +192,8 @@ class BM25Index:
         with self._lock:
             bm25, all_ids, rows = self._bm25, self._ids, self._rows()
             wanted = [(i, rows[i]) for i in ids if i in rows]
-            if not all_ids:
-                return [], {}
+            if not all_ids or (k < 1 and not wanted):
+                return [], {}  # nothing asked for: skip scoring every chunk
             terms = self.query_terms(query)
             if not terms:
                 return [], {i: 0.0 for i, _ in wanted}

@@ -91,8 +91,7 @@ class HybridRetriever(BaseRetriever):
             if vector is not None:
                 relevance = cosine_relevance(self.store, vector, [i for i in bm25 if i not in cosine])
                 cosine.update(relevance)
-            if self.bm25_weight > 0:
-                bm25.update({i: s for i, s in bm25_of_dense.items() if i not in bm25})
+            bm25.update(bm25_of_dense)  # same scoring pass: equal where both have an id
             fused = convex_fusion([cosine, bm25], [self.dense_weight, self.bm25_weight])[:k]
         else:
             fused = reciprocal_rank_fusion([dense_ids, bm25_ids],
