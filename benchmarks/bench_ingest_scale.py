@@ -179,7 +179,8 @@ def main() -> int:
             results["large"]["chunks_per_s"] / results["small"]["chunks_per_s"], 3)
     results["ratio_first_vs_reingest"] = round(large.seconds / again.seconds, 1)
     results["command"] = "benchmarks/bench_ingest_scale.py " + " ".join(sys.argv[1:])
-    (OUT / ("results-server.json" if args.host else "results.json")).write_text(json.dumps(results, indent=2), encoding="utf-8")
+    out = OUT / ("results-server.json" if args.host else "results.json")
+    out.write_text(json.dumps(results, indent=2), encoding="utf-8")
     print(json.dumps(results, indent=2))
     return 0
 

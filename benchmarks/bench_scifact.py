@@ -414,7 +414,7 @@ def cmd_quality(args: argparse.Namespace) -> None:
     sp = splits()
     queries = load_queries()
     tuned_enc = args.encoder
-    have_tuned = tuned_enc and load(f"tune-{tuned_enc}") is not None
+    have_tuned = tuned_enc and load(tune_name(tuned_enc)) is not None
     base_store, base_profile = scifact_store(BASE)
     defaults = RetrieversConfig()
     chosen = best_fusion(BASE)
