@@ -52,7 +52,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_finetune_squad import SYSTEM, TEMPLATE, saver, split_squad  # noqa: E402
+from bench_finetune_squad import (  # noqa: E402
+    TEMPLATE, load_results, prompt_config as squad_prompt, run_stages, saver, split_squad)
 
 OUT = REPO / "benchmarks" / "out" / "align"
 DATA = OUT / "data"
@@ -71,13 +72,11 @@ POLICY_BASE = "smollm2-135m"
 
 
 def prompt_config():
-    from appkit.config import PromptConfig
-
-    return PromptConfig(system=SYSTEM, template=ALIGN_TEMPLATE)
+    return squad_prompt(ALIGN_TEMPLATE)
 
 
 def results() -> dict:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    return load_results(RESULTS)
 
 
 def appkit(*args: str, log: str = "") -> str:
@@ -563,10 +562,7 @@ def main() -> None:
     RESULTS = Path(args.results)
     save = saver(RESULTS)
     OUT.mkdir(parents=True, exist_ok=True)
-    for stage in args.stages.split(","):
-        t = time.perf_counter()
-        STAGES[stage](args)
-        print(f"stage {stage}: {time.perf_counter() - t:.0f}s", flush=True)
+    run_stages(STAGES, args.stages, args)
 
 
 if __name__ == "__main__":

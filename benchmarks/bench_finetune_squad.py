@@ -39,17 +39,22 @@ SYSTEM = ("Answer the question with a short phrase copied from the source. If th
 TEMPLATE = "Sources:\n{context}\n\nQuestion: {question}"
 
 
-def prompt_config():
+def prompt_config(template: str = TEMPLATE):
     from appkit.config import PromptConfig
 
-    return PromptConfig(system=SYSTEM, template=TEMPLATE)
+    return PromptConfig(system=SYSTEM, template=template)
+
+
+def load_results(results: Path) -> dict:
+    """The stages' results saved so far (empty before the first)."""
+    return json.loads(results.read_text()) if results.exists() else {}
 
 
 def saver(results: Path):
     """A ``save(key, value)`` that records one stage's result in ``results`` (JSON) and prints it."""
     def save(key: str, value) -> None:
         results.parent.mkdir(parents=True, exist_ok=True)
-        data = json.loads(results.read_text()) if results.exists() else {}
+        data = load_results(results)
         data[key] = value
         results.write_text(json.dumps(data, indent=2))
         print(f"[{key}] {json.dumps(value)[:400]}", flush=True)
@@ -298,6 +303,14 @@ def stage_steptime(args) -> None:
                       "ratio": round(med["ours"] / med["plain"], 3), "reps": args.step_reps})
 
 
+def run_stages(stages: dict, names: str, args) -> None:
+    """Run the comma-separated ``names`` of ``stages`` in order, timing each."""
+    for stage in names.split(","):
+        t = time.perf_counter()
+        stages[stage](args)
+        print(f"stage {stage}: {time.perf_counter() - t:.0f}s", flush=True)
+
+
 STAGES = {"data": stage_data, "train": stage_train, "export": stage_export, "eval": stage_eval,
           "evallora": stage_evallora,
           "retain": stage_retain, "dpo": stage_dpo, "steptime": stage_steptime}
@@ -329,10 +342,7 @@ def main() -> None:
                    help="the JSON file results go to (one per concurrently running process)")
     args = p.parse_args()
     RESULTS = Path(args.results)
-    for stage in args.stages.split(","):
-        t = time.perf_counter()
-        STAGES[stage](args)
-        print(f"stage {stage}: {time.perf_counter() - t:.0f}s", flush=True)
+    run_stages(STAGES, args.stages, args)
 
 
 if __name__ == "__main__":
