@@ -7,6 +7,7 @@
     appkit align reward --pairs prefs.jsonl --name notes-rm        # held-out pairwise accuracy
     appkit align score --reward notes-rm --answers answers.jsonl   # one reward per answer
     appkit align rl --policy notes-qa --reward notes-rm --rule citation --prompts train.jsonl
+    appkit align rl --resume notes-qa-rl                           # after a Ctrl-C
     # then in appkit.toml: [chat] best_of = 4, reward_model = "notes-rm"
 """
 
@@ -178,50 +179,92 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_rl(args: argparse.Namespace) -> int:
+def _rl_rewards(reward: str, rules: list[str], rule_weight: float) -> tuple[list[Any], list[float]]:
     from appkit.models.reward import load_reward_model
-    from finetune.data import read_rows
-    from finetune.rl import (
-        citation_reward, length_penalty, policy_rows, reward_model_reward, train_rl,
-        with_unanswerable)
-    from finetune.runs import Run, loss_curve
-    from finetune.trainer import TrainConfig, build_model
+    from finetune.rl import citation_reward, length_penalty, reward_model_reward
 
-    parent = Run.open(args.policy)
+    funcs, weights = [], []
+    if reward:
+        funcs.append(reward_model_reward(load_reward_model(reward)))
+        weights.append(1.0)
+    known = {"citation": citation_reward, "length": length_penalty}
+    for rule in rules:
+        if rule not in known:
+            raise AppkitError(f"unknown rule reward '{rule}'; use {', '.join(known)}")
+        funcs.append(known[rule])
+        weights.append(rule_weight)
+    if not funcs:
+        raise AppkitError("no reward: give --reward RM and/or --rule citation/--rule length")
+    return funcs, weights
+
+
+def _lora_parent(name: str) -> Any:
+    from finetune.runs import Run
+
+    parent = Run.open(name)
     info = parent.info
     if info.get("method") != "lora" or not parent.final_dir.exists():
         raise AppkitError(f"RL continues a finished LoRA run; '{parent.name}' is "
                           f"{info.get('method')} and {info.get('status')}")
-    funcs, weights = [], []
-    if args.reward:
-        funcs.append(reward_model_reward(load_reward_model(args.reward)))
-        weights.append(1.0)
-    rules = {"citation": citation_reward, "length": length_penalty}
-    for rule in args.rule or []:
-        if rule not in rules:
-            raise AppkitError(f"unknown rule reward '{rule}'; use {', '.join(rules)}")
-        funcs.append(rules[rule])
-        weights.append(args.rule_weight)
-    if not funcs:
-        raise AppkitError("no reward: give --reward RM and/or --rule citation/--rule length")
-    rows = read_rows(args.prompts)[0]
-    if args.max_prompts:
-        rows = rows[:args.max_prompts]
-    rows = with_unanswerable(rows, args.unanswerable, seed=args.seed)
-    config = TrainConfig.from_dict(info["config"])
-    config.threads, config.seed = args.threads, args.seed
-    model, base = build_model(config, adapter=parent.final_dir)
-    chat = base.has_chat_template
-    result = train_rl(
-        model, base.tokenizer, policy_rows(rows, base.tokenizer, chat, config.prompt),
-        reward_funcs=funcs, reward_weights=weights, name=args.name or f"{parent.name}-rl",
-        info={"base": info["base"], "base_gguf": info.get("base_gguf"), "parent": parent.name,
-              "data": info.get("data"), "data_hash": info.get("data_hash"),
-              "prompts_file": args.prompts, "reward_model": args.reward,
-              "hf_dir": info.get("hf_dir"), "chat_template": chat, "config": info["config"]},
-        beta=args.beta, kl_budget=args.kl_budget, lr=args.lr, max_steps=args.steps,
-        batch_size=args.batch_size, num_generations=args.generations,
-        max_completion_length=args.max_tokens, seed=args.seed)
+    return parent
+
+
+def cmd_rl(args: argparse.Namespace) -> int:
+    from finetune.data import read_rows
+    from finetune.rl import policy_rows, train_rl, with_unanswerable
+    from finetune.runs import loss_curve
+    from finetune.trainer import TrainConfig, build_model
+    from finetune.trl_loop import resumable_run
+
+    if args.resume:
+        if args.policy or args.prompts:
+            raise AppkitError("--resume continues an RL run with its own policy and prompts; "
+                              "give no --policy or --prompts with it")
+        run = resumable_run(args.resume, "RL", "rl")
+        saved = run.info
+        if "rules" not in saved or not saved.get("parent"):
+            raise AppkitError(f"RL run '{run.name}' does not record its parent and rewards; "
+                              "start a new run")
+        parent = _lora_parent(saved["parent"])
+        funcs, weights = _rl_rewards(saved.get("reward_model") or "", saved["rules"],
+                                     saved.get("rule_weight", 1.0))
+        config = TrainConfig.from_dict(parent.info["config"])
+        config.threads, config.seed = args.threads, saved["rl"].get("seed", 0)
+        model, base = build_model(config, adapter=parent.final_dir)
+        result = train_rl(model, base.tokenizer, [], reward_funcs=funcs, reward_weights=weights,
+                          resume=run, save_every=args.save_every, max_minutes=args.max_minutes)
+    else:
+        if not args.policy or not args.prompts:
+            raise AppkitError("give --policy RUN and --prompts FILE (or --resume RL_RUN)")
+        parent = _lora_parent(args.policy)
+        info = parent.info
+        funcs, weights = _rl_rewards(args.reward, args.rule or [], args.rule_weight)
+        rows = read_rows(args.prompts)[0]
+        if args.max_prompts:
+            rows = rows[:args.max_prompts]
+        rows = with_unanswerable(rows, args.unanswerable, seed=args.seed)
+        config = TrainConfig.from_dict(info["config"])
+        config.threads, config.seed = args.threads, args.seed
+        model, base = build_model(config, adapter=parent.final_dir)
+        chat = base.has_chat_template
+        result = train_rl(
+            model, base.tokenizer, policy_rows(rows, base.tokenizer, chat, config.prompt),
+            reward_funcs=funcs, reward_weights=weights, name=args.name or f"{parent.name}-rl",
+            info={"base": info["base"], "base_gguf": info.get("base_gguf"),
+                  "parent": parent.name, "data": info.get("data"),
+                  "data_hash": info.get("data_hash"), "prompts_file": args.prompts,
+                  "reward_model": args.reward, "rules": list(args.rule or []),
+                  "rule_weight": args.rule_weight, "hf_dir": info.get("hf_dir"),
+                  "chat_template": chat, "config": info["config"]},
+            beta=args.beta, kl_budget=args.kl_budget, lr=args.lr, max_steps=args.steps,
+            batch_size=args.batch_size, num_generations=args.generations,
+            max_completion_length=args.max_tokens, seed=args.seed, save_every=args.save_every,
+            max_minutes=args.max_minutes)
+    if result.stopped == "interrupted":
+        print(f"appkit: interrupted at step {result.steps}; run {result.run.name} kept its last "
+              f"checkpoint; continue with: appkit align rl --resume {result.run.name}",
+              file=sys.stderr)
+        return 130
     summary = {"run": result.run.name, "steps": result.steps, "stopped": result.stopped,
                "first": result.history[0] if result.history else None,
                "last": result.history[-1] if result.history else None,
@@ -241,7 +284,7 @@ def cmd_rl(args: argparse.Namespace) -> int:
             print(f"  {s['reward']:+.3f}  {s['text'][:100]!r}")
         print(f"next: appkit finetune check {result.run.name}; "
               f"appkit finetune export {result.run.name}")
-    return 130 if result.stopped == "interrupted" else 0
+    return 0
 
 
 TABLE_METRICS = ("token_f1", "correct_refusal", "harmful_refusal", "grounded_answer",
@@ -337,8 +380,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
     p = asub.add_parser("rl", parents=[common],
                         help="RL (trl RLOO) on a LoRA run: reward model + rule rewards, KL budget")
-    p.add_argument("--policy", required=True, help="the finished LoRA run to continue")
-    p.add_argument("--prompts", required=True, help="QA rows (finetune prepare's train.jsonl)")
+    p.add_argument("--policy", default="", help="the finished LoRA run to continue")
+    p.add_argument("--prompts", default="", help="QA rows (finetune prepare's train.jsonl)")
     p.add_argument("--reward", default="", help="reward model (catalogue name or folder)")
     p.add_argument("--rule", action="append", choices=["citation", "length"],
                    help="rule reward (repeatable): citation present and correct, length penalty")
@@ -355,6 +398,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                         "refusal rewarded)")
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--name", default="", help="new run name (default: POLICY-rl)")
+    p.add_argument("--save-every", type=int, default=10, help="checkpoint every N steps")
+    p.add_argument("--max-minutes", type=float, default=0.0,
+                   help="end training (as a finished run) after this long (0: no limit)")
+    p.add_argument("--resume", default="", metavar="RUN",
+                   help="continue an interrupted RL run (its own policy, prompts, rewards and "
+                        "settings)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_rl)

@@ -205,16 +205,35 @@ def cmd_dpo(args: argparse.Namespace) -> int:
     from finetune.dpo import train_dpo
     from finetune.runs import loss_curve
 
-    pairs = _collect_pairs(args)
-    if args.max_pairs and len(pairs) > args.max_pairs:
-        import random
+    if args.resume:
+        if args.run or args.pairs or args.feedback or args.auto:
+            raise AppkitError("--resume continues a DPO run with its own parent and pairs; give "
+                              "no RUN, --pairs, --feedback or --auto with it")
+        pairs: list[Any] = []
+    else:
+        if not args.run:
+            raise AppkitError("give the LoRA run to continue (appkit finetune dpo RUN ...) or "
+                              "--resume DPO_RUN")
+        pairs = _collect_pairs(args)
+        if args.max_pairs and len(pairs) > args.max_pairs:
+            import random
 
-        pairs = random.Random(args.seed).sample(pairs, args.max_pairs)
-    run = train_dpo(args.run, pairs, name=args.name, beta=args.beta, lr=args.lr,
+            pairs = random.Random(args.seed).sample(pairs, args.max_pairs)
+    run = train_dpo(args.run or None, pairs, name=args.name, beta=args.beta, lr=args.lr,
                     batch_size=args.batch_size, max_steps=args.max_steps, epochs=args.epochs,
-                    threads=args.threads, seed=args.seed)
+                    threads=args.threads, seed=args.seed, sft_weight=args.sft_weight,
+                    save_every=args.save_every, max_minutes=args.max_minutes,
+                    resume=args.resume or None)
+    info = run.info
+    if info.get("status") == "interrupted":
+        print(f"appkit: interrupted at step {info.get('step')}; run {run.name} kept its last "
+              f"checkpoint; continue with: appkit finetune dpo --resume {run.name}",
+              file=sys.stderr)
+        return 130
     print(loss_curve(run.history()))
-    print(f"run {run.name}: DPO on {len(pairs)} pairs; next: appkit finetune check {run.name}")
+    stopped = f" (stopped: {info['stopped']})" if info.get("stopped") else ""
+    print(f"run {run.name}: DPO on {info.get('pairs')} pairs{stopped}; "
+          f"next: appkit finetune check {run.name}")
     return 0
 
 
@@ -468,9 +487,18 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                              ("dpo", "align a LoRA run with preference pairs (DPO, trl)")):
         p = fsub.add_parser(action, parents=[common], help=helptext)
         if action == "dpo":
-            p.add_argument("run", help="the LoRA run to continue")
+            p.add_argument("run", nargs="?", default="", help="the LoRA run to continue")
             p.add_argument("--name", default="", help="new run name (default: RUN-dpo)")
             p.add_argument("--beta", type=float, default=0.1)
+            p.add_argument("--sft-weight", type=float, default=0.0,
+                           help="add a likelihood term on the chosen answers with this weight "
+                                "(RPO; keeps them likely; 0: plain DPO)")
+            p.add_argument("--save-every", type=int, default=10, help="checkpoint every N steps")
+            p.add_argument("--max-minutes", type=float, default=0.0,
+                           help="end training (as a finished run) after this long (0: no limit)")
+            p.add_argument("--resume", default="", metavar="RUN",
+                           help="continue an interrupted DPO run (its own parent, pairs and "
+                                "settings)")
             p.add_argument("--lr", type=float, default=5e-5)
             p.add_argument("--batch-size", type=int, default=2)
             p.add_argument("--epochs", type=float, default=1.0)

@@ -8,9 +8,12 @@ Preference pairs ``{"prompt", "chosen", "rejected"}`` come from three places:
   "The documents do not say." over the (now unsupported) answer, and the same question with its
   own passage prefers the grounded answer over a refusal, so refusing is learned only where due.
 
-Pairs are rendered with the same prompt and template as supervised training. The LoRA adapter of
-the parent run keeps training (trl copies it as the frozen reference), so the result is one adapter
-that exports like any other run.
+Pairs are rendered with the same prompt and template as supervised training (and written to the
+run's ``pairs.jsonl`` before training). The LoRA adapter of the parent run keeps training (trl
+copies it as the frozen reference), so the result is one adapter that exports like any other run.
+``sft_weight`` adds a likelihood term on the chosen answers (RPO). trl checkpoints every
+``save_every`` steps; a first Ctrl-C keeps a checkpoint and marks the run ``interrupted``, and
+``resume=`` continues it.
 
 Example:
     >>> from finetune.data import Example
@@ -23,10 +26,10 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +41,8 @@ from appkit.lazy import require
 from finetune.check import REFUSAL
 from finetune.data import DataError, Example, prompt_text, render_messages
 from finetune.runs import Run
+from finetune.trl_loop import (
+    Interrupt, TrlLoop, checkpoint_step, latest_checkpoint, resumable_run)
 
 
 @dataclass(frozen=True)
@@ -154,15 +159,44 @@ def write_pairs(pairs: Sequence[PreferencePair], path: str | os.PathLike) -> Pat
     return p
 
 
-def train_dpo(parent: Run | str, pairs: Sequence[PreferencePair], *, name: str = "",
+def read_records(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rendered ``{"prompt", "chosen", "rejected"}`` records a DPO run trained on."""
+    p = Path(path)
+    try:
+        return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise AppkitError(f"cannot read the run's pairs {p} ({exc})") from exc
+
+
+def _write_records(records: Sequence[dict[str, str]], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _records_hash(records: Sequence[dict[str, str]]) -> str:
+    return hashlib.sha256(json.dumps(list(records), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def train_dpo(parent: Run | str | None, pairs: Sequence[PreferencePair], *, name: str = "",
               beta: float = 0.1, lr: float = 5e-5, batch_size: int = 2, grad_accum: int = 1,
               max_steps: int = 0, epochs: float = 1.0, max_tokens: int = 512, threads: int = 0,
-              seed: int = 0, log: Callable[[str], None] = print) -> Run:
+              seed: int = 0, sft_weight: float = 0.0, save_every: int = 10,
+              max_minutes: float = 0.0, resume: Run | str | None = None,
+              interrupt: Interrupt | None = None, callbacks: Sequence[Any] = (),
+              log: Callable[[str], None] = print) -> Run:
     """Continue a LoRA run's adapter with DPO and save it as a new run.
 
+    trl checkpoints into ``<run>/trl`` every ``save_every`` steps (the two newest are kept). A
+    first Ctrl-C finishes the step, saves a checkpoint and stops: the run is marked
+    ``interrupted``, has no ``final/`` and continues with ``resume``. A spent ``max_minutes``
+    ends the run as finished (``stopped: "time limit"`` in run.json), with its adapter saved.
+
     Args:
-        parent: the supervised LoRA run.
-        pairs: preference pairs.
+        parent: the supervised LoRA run (ignored with ``resume``).
+        pairs: preference pairs (ignored with ``resume``: the run's own ``pairs.jsonl`` is used).
         name: the new run's name (default: ``<parent>-dpo``).
         beta: DPO's beta (how far from the reference the policy may move).
         lr: learning rate.
@@ -173,18 +207,45 @@ def train_dpo(parent: Run | str, pairs: Sequence[PreferencePair], *, name: str =
         max_tokens: longest prompt + answer.
         threads: torch threads (0: every core).
         seed: the seed.
+        sft_weight: weight of a negative log-likelihood term on the chosen answers added to the
+            DPO loss (RPO; trl ``loss_type=["sigmoid", "sft"]``), which keeps the chosen answers
+            likely instead of only widening the margin (0: plain DPO).
+        save_every: checkpoint every N steps.
+        max_minutes: end this session after so many minutes, as a finished run (0: no limit).
+        resume: an interrupted DPO run (or its name) to continue from its newest checkpoint, with
+            its own pairs and settings (``threads``, ``max_minutes`` and ``save_every`` are this
+            call's).
+        interrupt: a stop flag checked after each step (default: set by Ctrl-C).
+        callbacks: extra ``transformers`` trainer callbacks.
         log: where progress lines go.
 
+    Returns:
+        The run; ``run.info["status"]`` is ``finished`` or ``interrupted``.
+
     Raises:
-        AppkitError: the parent is not a finished LoRA run, or there are no pairs.
+        AppkitError: the parent is not a finished LoRA run, there are no pairs, or ``resume`` is
+            not an unfinished DPO run.
     """
+    if resume is not None:
+        run = resumable_run(resume, "DPO", "dpo")
+        saved = run.info
+        parent = saved["parent"]
+        d = saved["dpo"]
+        beta, lr, batch_size, grad_accum = d["beta"], d["lr"], d["batch_size"], d["grad_accum"]
+        max_steps, epochs = d["max_steps"], d["epochs"]
+        max_tokens, seed = d.get("max_tokens", max_tokens), d.get("seed", seed)
+        sft_weight = d.get("sft_weight", 0.0)
+    if parent is None:
+        raise AppkitError("DPO needs the LoRA run to continue (or --resume RUN)")
     parent = parent if isinstance(parent, Run) else Run.open(parent)
     info = parent.info
     if info.get("method") != "lora" or not parent.final_dir.exists():
         raise AppkitError(f"DPO continues a finished LoRA run; '{parent.name}' is "
                           f"{info.get('method')} and {info.get('status')}")
-    if not pairs:
+    if resume is None and not pairs:
         raise AppkitError("no preference pairs")
+    if sft_weight < 0:
+        raise AppkitError(f"sft_weight must be 0 or more, got {sft_weight}")
     torch = require("torch", extra="finetune")
     trl = require("trl", extra="finetune")
     datasets = require("datasets", extra="finetune")
@@ -195,46 +256,65 @@ def train_dpo(parent: Run | str, pairs: Sequence[PreferencePair], *, name: str =
     model, base = build_model(config, log=log, adapter=parent.final_dir)
     tok = base.tokenizer
     chat = base.has_chat_template
-    records = []
-    for p in pairs:
-        text = prompt_text(p.messages(config.prompt), tok, chat)
-        lead = "" if chat else " "
-        records.append({"prompt": text, "chosen": lead + p.chosen, "rejected": lead + p.rejected})
-    digest = __import__("hashlib").sha256(
-        json.dumps(records, sort_keys=True).encode()).hexdigest()[:16]
-    run = Run.create(name or f"{parent.name}-dpo", {
-        "base": info["base"], "base_gguf": info["base_gguf"], "method": "lora",
-        "parent": parent.name, "data": info.get("data"), "data_hash": info.get("data_hash"),
-        "pairs": len(records), "pairs_hash": digest, "hf_dir": info.get("hf_dir"),
-        "chat_template": chat, "config": info["config"],
-        "dpo": {"beta": beta, "lr": lr, "batch_size": batch_size, "grad_accum": grad_accum,
-                "max_steps": max_steps, "epochs": epochs},
-    })
+    if resume is None:
+        records = []
+        for p in pairs:
+            text = prompt_text(p.messages(config.prompt), tok, chat)
+            lead = "" if chat else " "
+            records.append({"prompt": text, "chosen": lead + p.chosen,
+                            "rejected": lead + p.rejected})
+        run = Run.create(name or f"{parent.name}-dpo", {
+            "base": info["base"], "base_gguf": info["base_gguf"], "method": "lora",
+            "parent": parent.name, "data": info.get("data"), "data_hash": info.get("data_hash"),
+            "pairs": len(records), "pairs_hash": _records_hash(records),
+            "hf_dir": info.get("hf_dir"), "chat_template": chat, "config": info["config"],
+            "dpo": {"beta": beta, "lr": lr, "batch_size": batch_size, "grad_accum": grad_accum,
+                    "max_steps": max_steps, "epochs": epochs, "max_tokens": max_tokens,
+                    "seed": seed, "sft_weight": sft_weight, "save_every": save_every},
+        })
+        _write_records(records, run.path / "pairs.jsonl")
+    else:
+        records = read_records(run.path / "pairs.jsonl")
+        if _records_hash(records) != run.info.get("pairs_hash"):
+            raise AppkitError(f"{run.path / 'pairs.jsonl'} is not what run '{run.name}' trained "
+                              "on (its hash differs); start a new run instead")
+    out_dir = run.path / "trl"
+    if resume is not None:
+        found = latest_checkpoint(out_dir)
+        run.truncate_log(checkpoint_step(found) if found else 0)  # those steps are replayed
+    losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, sft_weight]} \
+        if sft_weight > 0 else {}
     args = trl.DPOConfig(
-        output_dir=str(run.path / "trl"), per_device_train_batch_size=batch_size,
+        output_dir=str(out_dir), per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=grad_accum, learning_rate=lr, beta=beta,
         max_steps=max_steps or -1, num_train_epochs=epochs, max_length=max_tokens,
-        logging_steps=1, save_strategy="no", report_to=[], seed=seed,
+        logging_steps=1, save_strategy="steps", save_steps=max(1, save_every),
+        save_total_limit=2, report_to=[], seed=seed,
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
-        disable_tqdm=False, bf16=False, fp16=False,
+        disable_tqdm=True, bf16=False, fp16=False, **losses,
     )
 
-    class _Log(__import__("transformers").TrainerCallback):
-        def on_log(self, _args: Any, state: Any, _control: Any, logs: Any = None, **_: Any) -> None:
-            if logs and "loss" in logs:
-                run.log({"step": state.global_step, "loss": logs["loss"],
-                         **{k: logs[k] for k in ("rewards/accuracies", "rewards/margins")
-                            if k in logs}})
+    def _on_log(state: Any, _control: Any, logs: dict[str, Any]) -> dict[str, str] | None:
+        if "loss" not in logs:
+            return None
+        run.log({"step": state.global_step, "loss": logs["loss"],
+                 **{k: logs[k] for k in ("rewards/accuracies", "rewards/margins") if k in logs}})
+        return {"loss": f"{float(logs['loss']):.3f}"}
 
+    loop = TrlLoop("DPO", interrupt=interrupt, max_minutes=max_minutes, on_log=_on_log, log=log)
     trainer = trl.DPOTrainer(model=model, args=args, processing_class=tok,
-                             train_dataset=datasets.Dataset.from_list(records), callbacks=[_Log()])
+                             train_dataset=datasets.Dataset.from_list(records),
+                             callbacks=[loop.callback(), *callbacks])
     run.update(status="running")
-    start = time.perf_counter()
-    trainer.train()
+    seconds, step, stopped = loop.train(trainer, resume=resume is not None)
+    seconds = round(seconds + (run.info.get("train_seconds") or 0), 1)
+    if stopped == "interrupted":
+        run.update(status="interrupted", step=step, train_seconds=seconds)
+        log(f"interrupted at step {step}; continue with: appkit finetune dpo --resume {run.name}")
+        return run
     model = trainer.model
-    if "ref" in getattr(model, "peft_config", {}):
+    if "ref" in getattr(model, "peft_config", {}):  # trl's frozen copy of the parent's adapter
         model.delete_adapter("ref")
     save_weights(model, run.final_dir, "lora", atomic=True)
-    run.update(status="finished", step=trainer.state.global_step,
-               train_seconds=round(time.perf_counter() - start, 1))
+    run.update(status="finished", step=step, train_seconds=seconds, stopped=stopped)
     return run

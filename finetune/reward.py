@@ -23,8 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ from appkit.models.catalogue import ModelSpec, register_model, resolve_model
 from appkit.models.reward import PROMPT_FORMAT, HFRewardModel, check_tokenizer, encode_pair
 from finetune.prefs import Preference, preferences_hash, write_preferences
 from finetune.runs import Run
+from finetune.trl_loop import Interrupt, TrlLoop  # Interrupt: also importable from here
 
 
 @dataclass
@@ -55,20 +54,6 @@ class RewardResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     spec: ModelSpec | None = None
     interrupted: bool = False
-
-
-class Interrupt:
-    """A stop request checked after every step (set by Ctrl-C, or by a test).
-
-    Example:
-        >>> from finetune.reward import Interrupt
-        >>> stop = Interrupt()
-        >>> stop.requested
-        False
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
 
 
 def base_folder(base: str, *, log: Callable[[str], None] = print) -> Path:
@@ -166,7 +151,6 @@ def train_reward(train: Sequence[Preference], heldout: Sequence[Preference], *,
     torch = require("torch", extra="finetune")
     trl = require("trl", extra="finetune")
     datasets = require("datasets", extra="finetune")
-    transformers = require("transformers", extra="finetune")
     if resume is not None:
         run = resume if isinstance(resume, Run) else Run.open(resume)
         info = run.info
@@ -209,68 +193,23 @@ def train_reward(train: Sequence[Preference], heldout: Sequence[Preference], *,
         report_to=[], seed=seed, use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0, disable_tqdm=True, bf16=False, fp16=False,
     )
-    stop = interrupt or Interrupt()
 
-    class _Progress(transformers.TrainerCallback):
-        """The loss curve into the run's log.jsonl and a progress bar on stderr (stdout stays
-        clean for --json)."""
+    def _on_log(state: Any, _control: Any, logs: dict[str, Any]) -> dict[str, str] | None:
+        if "loss" not in logs:
+            return None
+        record = {"step": state.global_step, "loss": float(logs["loss"]),
+                  **{k: float(logs[k]) for k in ("accuracy", "margin") if k in logs}}
+        run.log(record)
+        return {"loss": f"{record['loss']:.3f}"}
 
-        bar: Any = None
-
-        def on_train_begin(self, _args: Any, state: Any, _control: Any, **_: Any) -> None:
-            tqdm = require("tqdm", extra="finetune").tqdm
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, file=sys.stderr,
-                            desc="reward model", unit="step", leave=False)
-
-        def on_train_end(self, *_: Any, **__: Any) -> None:
-            if self.bar is not None:
-                self.bar.close()
-
-        def on_log(self, _args: Any, state: Any, _control: Any, logs: Any = None, **_: Any) -> None:
-            if logs and "loss" in logs:
-                record = {"step": state.global_step, "loss": float(logs["loss"]),
-                          **{k: float(logs[k]) for k in ("accuracy", "margin") if k in logs}}
-                run.log(record)
-                if self.bar is not None:
-                    self.bar.set_postfix(loss=f"{record['loss']:.3f}", refresh=False)
-
-        def on_step_end(self, _args: Any, state: Any, control: Any, **_: Any) -> Any:
-            if self.bar is not None:
-                self.bar.update(state.global_step - self.bar.n)
-            if stop.requested:
-                control.should_save = True
-                control.should_training_stop = True
-            return control
-
+    loop = TrlLoop("reward model", interrupt=interrupt, on_log=_on_log, log=log)
     trainer = trl.RewardTrainer(
         model=model, args=args, processing_class=tokenizer,
         train_dataset=datasets.Dataset.from_list(_records(train, tokenizer, max_length)),
-        callbacks=[_Progress(), *callbacks])
-    trainer.remove_callback(transformers.PrinterCallback)  # it prints every log dict to stdout
+        callbacks=[loop.callback(), *callbacks])
     run.update(status="running")
-
-    def _on_sigint(*_: Any) -> None:
-        if stop.requested:
-            raise KeyboardInterrupt
-        stop.requested = True
-        log("stopping after this step (a checkpoint is kept); Ctrl-C again to stop at once")
-
-    previous = signal.signal(signal.SIGINT, _on_sigint) if interrupt is None else None
-    start = time.perf_counter()
-    try:
-        checkpoint = None
-        if resume is not None:
-            found = sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-            checkpoint = str(found[-1]) if found else None
-        trainer.train(resume_from_checkpoint=checkpoint)
-    except KeyboardInterrupt:
-        stop.requested = True
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    seconds = round(time.perf_counter() - start, 1)
-    step = trainer.state.global_step
-    if stop.requested:
+    seconds, step, stopped = loop.train(trainer, resume=resume is not None)
+    if stopped == "interrupted":
         run.update(status="interrupted", step=step, train_seconds=seconds)
         log(f"interrupted at step {step}; continue with: appkit align reward --resume {run.name}")
         return RewardResult(run, {"step": step}, interrupted=True)

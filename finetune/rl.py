@@ -11,6 +11,11 @@ Every step's reward, KL and one sample generation go into the run's ``log.jsonl`
 reward-hacking check is stored in the run: the highest-reward samples and the correlation of
 reward with answer length.
 
+trl checkpoints into ``<run>/trl`` every ``save_every`` steps (the two newest are kept). A first
+Ctrl-C finishes the step, keeps a checkpoint and marks the run ``interrupted`` (no ``final/``);
+``resume=`` continues it from that checkpoint with the prompts stored in the run's
+``prompts.jsonl``. A KL-budget or ``max_minutes`` stop is a finished run.
+
 The result is a LoRA run like any other (same ``run.json`` fields as DPO), so ``appkit finetune
 check`` and ``appkit finetune export`` take it as they are.
 
@@ -22,12 +27,12 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import random
 import re
 import shutil
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +43,8 @@ from appkit.lazy import require
 from finetune.check import REFUSAL
 from finetune.data import Example
 from finetune.runs import Run
+from finetune.trl_loop import (
+    Interrupt, TrlLoop, checkpoint_step, latest_checkpoint, resumable_run)
 
 _CITE = re.compile(r"\[(\d{1,3})\]")
 
@@ -102,7 +109,8 @@ class RLResult:
     Attributes:
         run: the run folder (its ``final/`` holds the LoRA adapter).
         steps: optimizer steps taken.
-        stopped: why training ended early (``kl budget`` or ``interrupted``), or "".
+        stopped: why training ended early (``kl budget``, ``time limit`` or ``interrupted``),
+            or "".
         history: per step ``reward``, ``kl`` and a ``sample``.
         hacking: the reward-hacking check: ``top`` samples and ``length_correlation``.
     """
@@ -158,25 +166,53 @@ def with_unanswerable(rows: Sequence[Any], share: float, *, seed: int = 0) -> li
     return [*rows, *variants[:max(1, round(len(rows) * share))]]
 
 
+def read_prompt_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The prompt rows an RL run trained on (``prompts.jsonl`` in its folder)."""
+    p = Path(path)
+    try:
+        return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise AppkitError(f"cannot read the run's prompts {p} ({exc})") from exc
+
+
+def _write_rows(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(dict(r), ensure_ascii=False) + "\n" for r in rows),
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
-             reward_funcs: Sequence[RewardFunc], name: str, info: dict[str, Any] | None = None,
+             reward_funcs: Sequence[RewardFunc], name: str = "",
+             info: dict[str, Any] | None = None,
              reward_weights: Sequence[float] | None = None, beta: float = 0.05,
              kl_budget: float = 0.0, lr: float = 1e-5, max_steps: int = 100,
              batch_size: int = 4, num_generations: int = 4, max_completion_length: int = 64,
              temperature: float = 1.0, lora_r: int = 8, lora_alpha: int = 16,
-             targets: Sequence[str] | None = None, seed: int = 0,
-             callbacks: Sequence[Any] = (), root: str | None = None,
-             log: Callable[[str], None] = print) -> RLResult:
+             targets: Sequence[str] | None = None, seed: int = 0, save_every: int = 10,
+             max_minutes: float = 0.0, resume: Run | str | None = None,
+             interrupt: Interrupt | None = None, callbacks: Sequence[Any] = (),
+             root: str | None = None, log: Callable[[str], None] = print) -> RLResult:
     """Optimise a LoRA policy for the rewards with RLOO, within a KL budget.
 
+    trl checkpoints into ``<run>/trl`` every ``save_every`` steps (the two newest are kept). A
+    first Ctrl-C finishes the step, saves a checkpoint and stops: the run is ``interrupted``, has
+    no ``final/`` and continues with ``resume``. A KL-budget or time-limit stop is a finished run.
+
     Args:
-        model: the policy: a causal LM, or a peft model whose adapter keeps training.
+        model: the policy: a causal LM, or a peft model whose adapter keeps training. With
+            ``resume``, the same starting policy as the first session (the checkpoint's adapter
+            is loaded into it).
         tokenizer: its tokenizer (a pad token is set from EOS when missing).
         rows: prompts: ``{"prompt": str, ...}``; other keys (``reward_prompt``, ``sources``) reach
-            the reward functions.
-        reward_funcs: functions ``f(prompts, completions, **row_columns) -> list[float]``.
-        name: the run name.
-        info: extra fields for ``run.json`` (base, parent run, LoRA config).
+            the reward functions. They are written to the run's ``prompts.jsonl``; with
+            ``resume`` those are used and ``rows`` is ignored.
+        reward_funcs: functions ``f(prompts, completions, **row_columns) -> list[float]`` (with
+            ``resume``, the same ones, by name, as the first session).
+        name: the run name (not needed with ``resume``).
+        info: extra fields for ``run.json`` (base, parent run, LoRA config, what the caller
+            needs to rebuild the policy and rewards when resuming).
         reward_weights: one weight per reward function (default 1 each).
         beta: the KL penalty's weight (0: no reference, no KL).
         kl_budget: stop when the logged KL exceeds this (0: no budget).
@@ -190,14 +226,37 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
         lora_alpha: LoRA alpha.
         targets: LoRA target modules (default: every linear projection).
         seed: the seed.
+        save_every: checkpoint every N steps.
+        max_minutes: end this session after so many minutes, as a finished run (0: no limit).
+        resume: an interrupted RL run (or its name) to continue from its newest checkpoint with
+            its own prompts and settings (``max_minutes`` and ``save_every`` are this call's).
+        interrupt: a stop flag checked after each step (default: set by Ctrl-C).
         callbacks: extra trainer callbacks.
         root: where the run folder goes (default: the runs folder).
         log: where progress lines go.
 
     Raises:
-        AppkitError: no prompts, fewer than two generations, or a batch that is not a multiple
-            of the generations.
+        AppkitError: no prompts, fewer than two generations, a batch that is not a multiple
+            of the generations, or a ``resume`` that is not an unfinished RL run with these
+            rewards.
     """
+    names = [getattr(f, "__name__", "reward") for f in reward_funcs]
+    if resume is not None:
+        run = resumable_run(resume, "RL", "rl")
+        cfg = run.info["rl"]
+        if cfg.get("rewards") != names:
+            raise AppkitError(f"RL run '{run.name}' was trained with the rewards "
+                              f"{cfg.get('rewards')}; resuming needs the same, got {names}")
+        rows = read_prompt_rows(run.path / "prompts.jsonl")
+        beta, kl_budget, lr, max_steps = cfg["beta"], cfg["kl_budget"], cfg["lr"], cfg["max_steps"]
+        batch_size, num_generations = cfg["batch_size"], cfg["num_generations"]
+        reward_weights = cfg.get("reward_weights") or None
+        max_completion_length = cfg.get("max_completion_length", max_completion_length)
+        temperature, seed = cfg.get("temperature", temperature), cfg.get("seed", seed)
+        lora_r, lora_alpha = cfg.get("lora_r", lora_r), cfg.get("lora_alpha", lora_alpha)
+        targets = cfg.get("targets", targets)
+    elif not name:
+        raise AppkitError("an RL run needs a name (or resume=RUN)")
     if not rows:
         raise AppkitError("no prompts for RL")
     if num_generations < 2 or batch_size % num_generations:
@@ -207,27 +266,39 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
     trl = require("trl", extra="finetune")
     peft = require("peft", extra="finetune")
     datasets = require("datasets", extra="finetune")
-    transformers = require("transformers", extra="finetune")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    run = Run.create(name, {
-        "method": "lora", "rl": {"algorithm": "rloo", "beta": beta, "kl_budget": kl_budget,
-                                 "lr": lr, "max_steps": max_steps, "batch_size": batch_size,
-                                 "num_generations": num_generations,
-                                 "rewards": [getattr(f, "__name__", "reward") for f in reward_funcs],
-                                 "reward_weights": list(reward_weights or [])},
-        "prompts": len(rows), **(info or {}),
-    }, root=root)
+    if resume is None:
+        run = Run.create(name, {
+            "method": "lora",
+            "rl": {"algorithm": "rloo", "beta": beta, "kl_budget": kl_budget, "lr": lr,
+                   "max_steps": max_steps, "batch_size": batch_size,
+                   "num_generations": num_generations, "rewards": names,
+                   "reward_weights": list(reward_weights or []),
+                   "max_completion_length": max_completion_length, "temperature": temperature,
+                   "lora_r": lora_r, "lora_alpha": lora_alpha,
+                   "targets": list(targets) if targets else None, "seed": seed,
+                   "save_every": save_every},
+            "prompts": len(rows), **(info or {}),
+        }, root=root)
+        _write_rows(rows, run.path / "prompts.jsonl")
+    out_dir = run.path / "trl"
+    result = RLResult(run, 0)
+    if resume is not None:
+        found = latest_checkpoint(out_dir)
+        run.truncate_log(checkpoint_step(found) if found else 0)  # those steps are replayed
+        result.history = run.history()
     peft_config = None
     if not hasattr(model, "peft_config"):
         peft_config = peft.LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
                                       target_modules=list(targets) if targets else "all-linear",
                                       task_type="CAUSAL_LM")
     args = trl.RLOOConfig(
-        output_dir=str(run.path / "trl"), per_device_train_batch_size=batch_size,
+        output_dir=str(out_dir), per_device_train_batch_size=batch_size,
         num_generations=num_generations, max_completion_length=max_completion_length,
         learning_rate=lr, beta=beta, max_steps=max_steps, temperature=temperature,
-        logging_steps=1, save_strategy="no", report_to=[], seed=seed,
+        logging_steps=1, save_strategy="steps", save_steps=max(1, save_every),
+        save_total_limit=2, report_to=[], seed=seed,
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=True,
         bf16=False, fp16=False, reward_weights=list(reward_weights) if reward_weights else None,
         log_completions=False,
@@ -254,52 +325,32 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
 
     funcs = [_recorded(f, w, i == len(reward_funcs) - 1)
              for i, (f, w) in enumerate(zip(reward_funcs, weights))]
-    result = RLResult(run, 0)
 
-    class _Log(transformers.TrainerCallback):
-        bar: Any = None
+    def _on_log(state: Any, control: Any, logs: dict[str, Any]) -> dict[str, str] | None:
+        if "reward" not in logs:
+            return None
+        record = {"step": state.global_step, "reward": float(logs["reward"]),
+                  "kl": float(logs.get("kl", 0.0)), "loss": float(logs.get("loss", 0.0)),
+                  "sample": samples[-1][1][:200] if samples else ""}
+        run.log(record)
+        result.history.append(record)
+        if kl_budget and record["kl"] > kl_budget:
+            result.stopped = "kl budget"
+            log(f"KL {record['kl']:.4f} passed the budget {kl_budget} at step "
+                f"{state.global_step}; stopping")
+            control.should_training_stop = True
+        return {"reward": f"{record['reward']:.3f}", "kl": f"{record['kl']:.4f}"}
 
-        def on_train_begin(self, _a: Any, state: Any, _c: Any, **_: Any) -> None:
-            tqdm = require("tqdm", extra="finetune").tqdm
-            self.bar = tqdm(total=state.max_steps, file=sys.stderr, desc="RL", unit="step",
-                            leave=False)
-
-        def on_train_end(self, *_: Any, **__: Any) -> None:
-            if self.bar is not None:
-                self.bar.close()
-
-        def on_log(self, _a: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> Any:
-            if not logs or "reward" not in logs:
-                return control
-            record = {"step": state.global_step, "reward": float(logs["reward"]),
-                      "kl": float(logs.get("kl", 0.0)), "loss": float(logs.get("loss", 0.0)),
-                      "sample": samples[-1][1][:200] if samples else ""}
-            run.log(record)
-            result.history.append(record)
-            if self.bar is not None:
-                self.bar.update(state.global_step - self.bar.n)
-                self.bar.set_postfix(reward=f"{record['reward']:.3f}", kl=f"{record['kl']:.4f}",
-                                     refresh=False)
-            if kl_budget and record["kl"] > kl_budget:
-                result.stopped = "kl budget"
-                log(f"KL {record['kl']:.4f} passed the budget {kl_budget} at step "
-                    f"{state.global_step}; stopping")
-                control.should_training_stop = True
-            return control
-
+    loop = TrlLoop("RL", interrupt=interrupt, max_minutes=max_minutes, on_log=_on_log, log=log)
     trainer = trl.RLOOTrainer(
         model=model, reward_funcs=funcs, args=args,
         train_dataset=datasets.Dataset.from_list([dict(r) for r in rows]),
-        processing_class=tokenizer, peft_config=peft_config, callbacks=[_Log(), *callbacks])
-    trainer.remove_callback(transformers.PrinterCallback)
+        processing_class=tokenizer, peft_config=peft_config,
+        callbacks=[loop.callback(), *callbacks])
     run.update(status="running")
-    start = time.perf_counter()
-    try:
-        trainer.train()
-    except KeyboardInterrupt:
-        result.stopped = "interrupted"
-    result.steps = trainer.state.global_step
-    seconds = round(time.perf_counter() - start, 1)
+    seconds, result.steps, stopped = loop.train(trainer, resume=resume is not None)
+    seconds = round(seconds + (run.info.get("train_seconds") or 0), 1)
+    result.stopped = stopped or result.stopped
     top = sorted(samples, key=lambda s: -s[0])[:5]
     result.hacking = {
         "top": [{"reward": round(r, 4), "text": t[:300]} for r, t in top],
@@ -307,6 +358,8 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
     }
     if result.stopped == "interrupted":
         run.update(status="interrupted", step=result.steps, train_seconds=seconds)
+        log(f"interrupted at step {result.steps}; continue with: appkit align rl --resume "
+            f"{run.name}")
         return result
     policy = trainer.model
     if "ref" in getattr(policy, "peft_config", {}):  # trl's copy of a continued adapter

@@ -110,18 +110,14 @@ def test_reward_model_reward_scores_the_reward_prompt():
              reward_prompt=["Sources…"] * 2) == [1.0, 0.0]
 
 
-def test_align_rl_continues_a_lora_run(tmp_path, monkeypatch, capsys):
-    """The command: a finished LoRA run's adapter keeps training under the citation rule."""
-    import json
+def _lora_parent(monkeypatch, tok):
+    """A finished LoRA run ``sft`` on the tiny policy, rebuilt by ``build_model``."""
     from types import SimpleNamespace
 
     import finetune.trainer
-    from appkit.cli import main
     from finetune.runs import Run
     from finetune.trainer import TrainConfig, save_weights, wrap_lora
-    from tests.finetune.conftest import write_jsonl
 
-    tok = word_tokenizer()
     config = TrainConfig(base="smollm2-135m", data="-", r=4, targets=("q_proj", "v_proj"))
     parent = Run.create("sft", {"base": "smollm2-135m", "base_gguf": "-", "method": "lora",
                                 "config": config.to_dict()})
@@ -136,9 +132,26 @@ def test_align_rl_continues_a_lora_run(tmp_path, monkeypatch, capsys):
         return model, SimpleNamespace(tokenizer=tok, has_chat_template=False)
 
     monkeypatch.setattr(finetune.trainer, "build_model", fake_build)
-    rows = write_jsonl(tmp_path / "train.jsonl", [
+    return parent
+
+
+def _qa_rows(tmp_path):
+    from tests.finetune.conftest import write_jsonl
+
+    return write_jsonl(tmp_path / "train.jsonl", [
         {"instruction": "the budget", "input": "the budget is ok", "output": "ok [1]"},
         {"instruction": "the idea", "input": "no idea", "output": "no [1]"}])
+
+
+def test_align_rl_continues_a_lora_run(tmp_path, monkeypatch, capsys):
+    """The command: a finished LoRA run's adapter keeps training under the citation rule."""
+    import json
+
+    from appkit.cli import main
+    from finetune.runs import Run
+
+    _lora_parent(monkeypatch, word_tokenizer())
+    rows = _qa_rows(tmp_path)
     assert main(["align", "rl", "--policy", "sft", "--prompts", str(rows), "--rule", "citation",
                  "--steps", "2", "--unanswerable", "0.5", "--batch-size", "4", "--generations", "2", "--max-tokens", "4",
                  "--json"]) == 0
@@ -147,6 +160,109 @@ def test_align_rl_continues_a_lora_run(tmp_path, monkeypatch, capsys):
     assert summary["steps"] == 2 and run.info["parent"] == "sft" and run.info["method"] == "lora"
     assert (run.final_dir / "adapter_config.json").exists()
     assert not (run.final_dir / "ref").exists()
+
+
+def test_align_rl_resumes_after_a_ctrl_c(tmp_path, monkeypatch, capsys):
+    """A real SIGINT during the first step: a checkpoint, exit 130, then ``--resume`` finishes."""
+    import json
+    import os
+    import signal
+
+    import finetune.rl
+    from appkit.cli import main
+    from finetune.runs import Run
+
+    _lora_parent(monkeypatch, word_tokenizer())
+    calls = []
+    original = finetune.rl.citation_reward
+
+    def citation_reward(completions, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while step 1 is scored
+        return original(completions, **kw)
+
+    monkeypatch.setattr(finetune.rl, "citation_reward", citation_reward)
+    flags = ["--rule", "citation", "--steps", "3", "--batch-size", "4", "--generations", "2",
+             "--max-tokens", "4", "--save-every", "100"]
+    assert main(["align", "rl", "--policy", "sft", "--prompts", str(_qa_rows(tmp_path)),
+                 *flags]) == 130
+    assert "continue with: appkit align rl --resume sft-rl" in capsys.readouterr().err
+    run = Run.open("sft-rl")
+    assert run.info["status"] == "interrupted" and run.info["step"] == 1
+    assert (run.path / "trl" / "checkpoint-1").is_dir() and not run.final_dir.exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+    assert main(["align", "rl", "--resume", "sft-rl", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 3 and run.info["status"] == "finished"
+    assert [h["step"] for h in run.history()] == [1, 2, 3]
+    assert (run.final_dir / "adapter_config.json").exists() and not (run.final_dir / "ref").exists()
+    assert main(["align", "rl", "--resume", "sft-rl"]) == 2
+    assert "already finished" in capsys.readouterr().err
+    assert main(["align", "rl", "--resume", "sft"]) == 2
+    assert "not an RL run" in capsys.readouterr().err
+    assert main(["align", "rl", "--resume", "sft-rl", "--policy", "sft"]) == 2
+    assert "give no --policy" in capsys.readouterr().err
+
+
+def test_interrupted_rl_run_keeps_its_checkpoint_and_resumes(tmp_path):
+    import torch
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    from finetune.trl_loop import Interrupt
+
+    tok = word_tokenizer()
+    stop = Interrupt()
+
+    class StopAtTwo(TrainerCallback):
+        def on_step_begin(self, _args, state, control, **_):
+            if state.global_step == 2:
+                stop.requested = True
+
+    settings = dict(reward_funcs=[says_ok], beta=0.01, lr=3e-2, batch_size=4, num_generations=2,
+                    max_completion_length=4, lora_r=4, root=str(tmp_path), log=lambda *_: None)
+    cut = train_rl(tiny_policy(len(tok)), tok, ROWS, name="rl-cut", max_steps=5, save_every=100,
+                   interrupt=stop, callbacks=[StopAtTwo()], **settings)
+    run = cut.run
+    assert cut.stopped == "interrupted" and cut.steps == 3 and run.info["status"] == "interrupted"
+    assert (run.path / "trl" / "checkpoint-3" / "adapter_model.safetensors").exists()
+    assert not run.final_dir.exists() and not (run.path / "final.partial").exists()
+    assert len((run.path / "prompts.jsonl").read_text().splitlines()) == len(ROWS)
+    with pytest.raises(AppkitError, match="same"):
+        train_rl(tiny_policy(len(tok)), tok, [], reward_funcs=[length_penalty], resume=run)
+
+    saved = load_file(str(run.path / "trl" / "checkpoint-3" / "adapter_model.safetensors"))
+    began = []
+
+    class FirstStep(TrainerCallback):
+        def on_train_begin(self, _args, state, control, model=None, **_):
+            # a fresh LoRA on a fresh policy, then the checkpoint's adapter loaded into it
+            now = get_peft_model_state_dict(model, adapter_name="default")
+            began.append((state.global_step, all(torch.equal(now[k], saved[k]) for k in saved)))
+
+    done = train_rl(tiny_policy(len(tok)), tok, [], resume=run, callbacks=[FirstStep()],
+                    **settings)
+    assert began == [(3, True)] and any(v.abs().sum() > 0 for k, v in saved.items()
+                                        if "lora_B" in k)  # trained, not the zero init
+    assert done.steps == 5 and not done.stopped and run.info["status"] == "finished"
+    assert [h["step"] for h in done.history] == [1, 2, 3, 4, 5]
+    assert (run.final_dir / "adapter_model.safetensors").exists()
+    with pytest.raises(AppkitError, match="already finished"):
+        train_rl(tiny_policy(len(tok)), tok, [], resume=run, **settings)
+
+
+def test_time_limit_ends_rl_as_a_finished_run(tmp_path):
+    tok = word_tokenizer()
+    result = train_rl(tiny_policy(len(tok)), tok, ROWS, reward_funcs=[says_ok], name="rl-timed",
+                      max_steps=5, batch_size=4, num_generations=2, max_completion_length=4,
+                      max_minutes=1e-6, root=str(tmp_path), log=lambda *_: None)
+    assert result.stopped == "time limit" and result.steps == 1
+    info = result.run.info
+    assert info["status"] == "finished" and info["stopped"] == "time limit"
+    assert (result.run.final_dir / "adapter_model.safetensors").exists()
 
 
 def test_each_reward_runs_once_per_batch_and_the_totals_are_weighted(tmp_path):
