@@ -61,7 +61,9 @@ def saver(results: Path):
     return save
 
 
-save = saver(RESULTS)
+def save(key: str, value) -> None:
+    """Record one stage's result in the current ``RESULTS`` file (``--results`` may change it)."""
+    saver(RESULTS)(key, value)
 
 
 def work_dir() -> Path:
@@ -234,21 +236,30 @@ def stage_dpo(args) -> None:
     train_rows = read_rows(work_dir() / "train.jsonl")[0]
     rng = random.Random(2)
     pairs = auto_pairs(rng.sample(train_rows, args.dpo_rows), seed=2)
-    name = f"{args.run}-dpo"
+    name = args.dpo_name or f"{args.run}-dpo"
     if not (runs_dir() / name).exists():
-        train_dpo(args.run, pairs, name=name, lr=args.dpo_lr, beta=0.1, batch_size=2,
-                  max_steps=args.dpo_steps, max_tokens=args.max_tokens, threads=args.threads)
+        train_dpo(args.run, pairs, name=name, lr=args.dpo_lr, beta=args.dpo_beta, batch_size=2,
+                  max_steps=args.dpo_steps, max_tokens=args.max_tokens, threads=args.threads,
+                  sft_weight=args.dpo_sft_weight)
+    elif Run.open(name).info.get("status") != "finished":
+        train_dpo(None, [], resume=name, threads=args.threads)
     held = read_rows(work_dir() / "heldout.jsonl")[0]
     answerable = held[:args.dpo_questions]
     others = held[args.dpo_questions:]
     unanswerable = []
+    pick = random.Random(3)  # the same held-out set whatever --dpo-rows is
     for r in answerable:
-        other = next(o for o in rng.sample(others, 20) if o.group != r.group)
+        other = next(o for o in pick.sample(others, 20) if o.group != r.group)
         unanswerable.append(Example(r.instruction, r.output, input=other.input, group=other.group))
     base_gguf = str(resolve_model("gemma3-270m")[1])
-    out = {"pairs": len(pairs), "steps": Run.open(name).info.get("step"),
-           "seconds": Run.open(name).info.get("train_seconds")}
+    info = Run.open(name).info
+    out = {"run": name, "pairs": len(pairs), "steps": info.get("step"),
+           "seconds": info.get("train_seconds"), "settings": info.get("dpo")}
+    sft = load_results(RESULTS).get("dpo_sft", {})
     for label, run in (("sft", args.run), ("sft+dpo", name)):
+        if label == "sft" and sft.get("n") == len(answerable):
+            out[label] = sft
+            continue
         _, adapter = tuned_model_files(Run.open(run))
         m = make_model(base_gguf, lora_path=str(adapter), max_tokens=args.max_answer,
                        threads=args.threads)
@@ -257,7 +268,9 @@ def stage_dpo(args) -> None:
         out[label] = {"answerable_f1": round(a.token_f1, 2),
                       "answerable_refusals": round(a.refusal_rate, 1),
                       "unanswerable_refusals": round(u.refusal_rate, 1), "n": len(answerable)}
-        save("dpo", out)
+        if label == "sft":
+            save("dpo_sft", out[label])
+    save(f"dpo/{name}", out)
 
 
 def stage_steptime(args) -> None:
@@ -336,6 +349,10 @@ def main() -> None:
     p.add_argument("--dpo-steps", type=int, default=30)
     p.add_argument("--dpo-lr", type=float, default=5e-5)
     p.add_argument("--dpo-questions", type=int, default=50)
+    p.add_argument("--dpo-beta", type=float, default=0.1)
+    p.add_argument("--dpo-sft-weight", type=float, default=0.0,
+                   help="weight of the likelihood term on chosen answers (RPO; 0: plain DPO)")
+    p.add_argument("--dpo-name", default="", help="the DPO run's name (default: RUN-dpo)")
     p.add_argument("--step-base", default="smollm2-135m")
     p.add_argument("--step-reps", type=int, default=7)
     p.add_argument("--results", default=str(RESULTS),
