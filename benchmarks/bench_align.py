@@ -69,6 +69,15 @@ SFT = "align-sft"
 RL = "align-rl"
 DPO = "align-sft-dpo"
 POLICY_BASE = "smollm2-135m"
+ANSWERS = OUT / "answers"
+
+
+def use_tag(tag: str) -> None:
+    """Name this variant's runs, answers and results after ``tag`` (the data and reward model
+    stay shared), so a second SFT/RL/DPO setting does not overwrite the first."""
+    global SFT, RL, DPO, ANSWERS
+    SFT, RL, DPO = f"align-sft{tag}", f"align-rl{tag}", f"align-sft{tag}-dpo"
+    ANSWERS = OUT / f"answers{tag}"
 
 
 def prompt_config():
@@ -212,15 +221,23 @@ def stage_sft(args) -> None:
     from finetune.runs import Run
     from finetune.trainer import TrainConfig, train
 
+    data = DATA / "sft.jsonl"
+    if args.sft_refusals > 0:  # unanswerable variants (unrelated passage -> the refusal) mixed in
+        from finetune.data import read_rows, write_rows
+        from finetune.rl import with_unanswerable
+
+        rows = with_unanswerable(read_rows(data)[0], args.sft_refusals, seed=4)
+        random.Random(4).shuffle(rows)
+        data = write_rows(rows, DATA / f"sft_refusals{args.sft_refusals:g}.jsonl")
     if not run_exists(SFT):
-        cfg = TrainConfig(base=POLICY_BASE, data=str(DATA / "sft.jsonl"), r=8, alpha=16,
+        cfg = TrainConfig(base=POLICY_BASE, data=str(data), r=8, alpha=16,
                           lr=args.sft_lr, batch_size=2, max_steps=args.sft_steps,
                           max_tokens=args.max_tokens, save_every=1000, warmup=0.05,
                           threads=args.threads, prompt=prompt_config())
         train(cfg, name=SFT, progress=False)
     run = Run.open(SFT)
     hist = run.history()
-    save("sft", {"run": SFT, "steps": run.info.get("step"),
+    save("sft", {"run": SFT, "data": data.name, "steps": run.info.get("step"),
                  "seconds": run.info.get("train_seconds"),
                  "s_per_step": round(sum(h["step_s"] for h in hist) / max(1, len(hist)), 2),
                  "first_loss": hist[0]["loss"] if hist else None,
@@ -304,7 +321,7 @@ def answer_cases(label: str, train_run: str, best_of: int, args) -> Path:
     from finetune.check import tuned_model_files
     from finetune.runs import Run
 
-    path = OUT / "answers" / f"{label.replace(' ', '_')}.jsonl"
+    path = ANSWERS / f"{label.replace(' ', '_')}.jsonl"
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -352,7 +369,7 @@ def stage_answers(args) -> None:
         if best_of > 1:  # the same policy, greedy, on the same cases
             greedy = label.split(" best-of")[0]
             subset = {c["question"] for c in bestof_cases(args)}
-            gpath = OUT / "answers" / f"{greedy}.scored.jsonl"
+            gpath = ANSWERS / f"{greedy}.scored.jsonl"
             if gpath.exists():
                 done[f"{greedy} greedy (best-of cases)"] = method_metrics(gpath, subset)
         save("answers", done)
@@ -486,7 +503,8 @@ def stage_dpo(args) -> None:
 
     if not run_exists(DPO):
         appkit("finetune", "dpo", SFT, "--auto", str(DATA / "rm_rows.jsonl"), "--name", DPO,
-               "--max-steps", str(args.dpo_steps), log="dpo.log")
+               "--max-steps", str(args.dpo_steps), "--sft-weight", str(args.dpo_sft_weight),
+               "--threads", str(args.threads), log="dpo.log")
     info = Run.open(DPO).info
     save("dpo", {"run": DPO, "steps": info.get("step"), "seconds": info.get("train_seconds")})
 
@@ -555,11 +573,16 @@ def main() -> None:
     p.add_argument("--step-runs", type=int, default=4)
     p.add_argument("--step-steps", type=int, default=4)
     p.add_argument("--dpo-steps", type=int, default=30)
+    p.add_argument("--dpo-sft-weight", type=float, default=0.0)
+    p.add_argument("--sft-refusals", type=float, default=0.0,
+                   help="add this share of unanswerable rows (answer: the refusal) to the SFT data")
+    p.add_argument("--tag", default="", help="suffix of this variant's runs, answers and results")
     p.add_argument("--methods", default="", help="answers: only these labels (comma-separated)")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--results", default="", help="default: out/align/results[TAG].json")
     args = p.parse_args()
-    RESULTS = Path(args.results)
+    use_tag(args.tag)
+    RESULTS = Path(args.results) if args.results else OUT / f"results{args.tag}.json"
     save = saver(RESULTS)
     OUT.mkdir(parents=True, exist_ok=True)
     run_stages(STAGES, args.stages, args)

@@ -9,6 +9,7 @@ long run can be stopped and continued with ``--stages``):
 * ``export``: merged F16 GGUF, then Q8_0 and Q4_K_M with llama.cpp's quantizer.
 * ``eval``: token F1 / EM on held-out questions (gold paragraph as context, the same prompt for
   every model) for the base and each export, with file size and prompt/generation tokens/s.
+* ``speed``: prompt and generation tokens/s of every file again, interleaved (medians).
 * ``retain``: the forgetting check on a different task (SciFact abstracts -> titles).
 * ``dpo``: DPO on automatic pairs; refusal rate on held-out unanswerable questions (question with
   an unrelated paragraph) and F1 on answerable ones, before and after.
@@ -147,10 +148,11 @@ def stage_export(args) -> None:
                     "lora": str(lora.files["lora"]), "models": [m.name for m in res.models]})
 
 
-def speed(path: str, threads: int) -> dict:
+def speed(path: str, threads: int, lora: str = "") -> dict:
     import llama_cpp
 
-    llama = llama_cpp.Llama(model_path=path, n_ctx=1024, n_threads=threads or 2, verbose=False)
+    llama = llama_cpp.Llama(model_path=path, n_ctx=1024, n_threads=threads or 2, verbose=False,
+                            lora_path=lora or None)
     text = ("The quick brown fox jumps over the lazy dog. " * 30).encode()
     toks = llama.tokenize(text, add_bos=True)[:256]
     llama.reset()
@@ -185,6 +187,28 @@ def stage_eval(args) -> None:
         done[label] = {**s.summary(), "size_mb": round(os.path.getsize(path) / 1e6, 1),
                        **speed(path, args.threads)}
         save("eval", done)
+
+
+def stage_speed(args) -> None:
+    """Tokens/s of every file again, interleaved, medians of ``--speed-reps`` (for an idle run:
+    ``eval`` measures each file right after scoring it, at whatever load there was then)."""
+    import statistics
+
+    from appkit.models.catalogue import resolve_model
+
+    files = {"base (Q4_K_M)": str(resolve_model("gemma3-270m")[1])}
+    files.update({f"tuned {q.upper()}": p
+                  for q, p in load_results(RESULTS)["export"]["files"].items()})
+    lora = load_results(RESULTS)["export"]["lora"]
+    files["tuned LoRA GGUF over base Q4_K_M"] = files["base (Q4_K_M)"]
+    got: dict[str, list[dict]] = {k: [] for k in files}
+    for _ in range(args.speed_reps):
+        for label, path in files.items():
+            got[label].append(speed(path, args.threads, lora if "LoRA" in label else ""))
+    save("speed", {label: {"prompt_tps": statistics.median(r["prompt_tps"] for r in runs),
+                           "gen_tps": statistics.median(r["gen_tps"] for r in runs),
+                           "reps": len(runs), "threads": args.threads or 2}
+                   for label, runs in got.items()})
 
 
 def stage_evallora(args) -> None:
@@ -325,7 +349,7 @@ def run_stages(stages: dict, names: str, args) -> None:
 
 
 STAGES = {"data": stage_data, "train": stage_train, "export": stage_export, "eval": stage_eval,
-          "evallora": stage_evallora,
+          "evallora": stage_evallora, "speed": stage_speed,
           "retain": stage_retain, "dpo": stage_dpo, "steptime": stage_steptime}
 
 
@@ -345,6 +369,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--quants", default="q4_k_m,q8_0,f16", help="exports to score, in this order")
     p.add_argument("--retain", type=int, default=50)
+    p.add_argument("--speed-reps", type=int, default=3)
     p.add_argument("--dpo-rows", type=int, default=60)
     p.add_argument("--dpo-steps", type=int, default=30)
     p.add_argument("--dpo-lr", type=float, default=5e-5)
