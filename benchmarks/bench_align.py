@@ -196,7 +196,8 @@ def stage_reward(args) -> None:
     out = results().get("reward", {})
     for name, base, extra in ((RM, "all-minilm-l6-v2", ["--epochs", "1"]),
                               (RM_DECODER, POLICY_BASE,
-                               ["--max-steps", str(args.rm_decoder_steps)])):
+                               ["--max-steps", str(args.rm_decoder_steps),
+                                "--lora-r", str(args.rm_decoder_lora)])):
         if name in out:
             continue
         if not run_exists(name):
@@ -560,6 +561,7 @@ def main() -> None:
     p.add_argument("--unanswerable", type=int, default=30)
     p.add_argument("--rm-max-length", type=int, default=256)
     p.add_argument("--rm-decoder-steps", type=int, default=40)
+    p.add_argument("--rm-decoder-lora", type=int, default=16, help="LoRA rank (0: full)")
     p.add_argument("--sft-steps", type=int, default=200)
     p.add_argument("--sft-lr", type=float, default=3e-4)
     p.add_argument("--max-tokens", type=int, default=320)

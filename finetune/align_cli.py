@@ -78,8 +78,9 @@ def cmd_pairs(args: argparse.Namespace) -> int:
 
 def cmd_reward(args: argparse.Namespace) -> int:
     from finetune.prefs import read_preferences, split_preferences
-    from finetune.reward import train_reward
+    from finetune.reward import check_lora, train_reward
 
+    check_lora(args.lora_r, args.lora_alpha)  # before reading pairs or loading a base
     problems: list[str] = []
     if args.resume:
         train, held = [], []
@@ -102,7 +103,7 @@ def cmd_reward(args: argparse.Namespace) -> int:
         train, held, base=args.base, name=args.name, lr=args.lr, batch_size=args.batch_size,
         epochs=args.epochs, max_steps=args.max_steps, max_length=args.max_length,
         save_every=args.save_every, seed=args.seed, threads=args.threads,
-        resume=args.resume or None)
+        lora_r=args.lora_r, lora_alpha=args.lora_alpha, resume=args.resume or None)
     if result.interrupted:
         print(f"appkit: interrupted; run {result.run.name} kept its last checkpoint, nothing "
               "was registered", file=sys.stderr)
@@ -373,9 +374,15 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--max-steps", type=int, default=0)
     p.add_argument("--max-length", type=int, default=256, help="tokens of prompt + answer")
+    p.add_argument("--lora-r", type=int, default=0, metavar="N",
+                   help="LoRA on the base (decoder bases: much faster than a full fine-tune; "
+                        "0: full)")
+    p.add_argument("--lora-alpha", type=int, default=0, metavar="N",
+                   help="LoRA alpha (0: twice --lora-r)")
     p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--resume", default="", metavar="RUN", help="continue an interrupted run")
+    p.add_argument("--resume", default="", metavar="RUN",
+                   help="continue an interrupted run (with its own settings, LoRA included)")
     p.set_defaults(func=cmd_reward)
 
     p = asub.add_parser("rl", parents=[common],

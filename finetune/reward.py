@@ -11,6 +11,11 @@ first Ctrl-C finishes the step, saves a checkpoint and stops, and the run is mar
 with nothing registered. Only a finished run's model is written (to ``final.partial``, renamed to
 ``final``), scored on the held-out pairs and then registered in the catalogue with its lineage.
 
+``lora_r > 0`` trains a peft LoRA adapter on every linear layer of the base while the
+classification head (:func:`head_modules`) is trained in full; the adapter is merged into the base
+before saving, so ``final`` is a plain transformers folder either way. On a decoder base only a
+small share of the weights then gets gradients and optimizer state.
+
 Example:
     >>> from finetune.reward import train_reward  # doctest: +SKIP
     >>> result = train_reward(train, heldout, base="all-minilm-l6-v2", name="notes-rm")  # doctest: +SKIP
@@ -45,7 +50,8 @@ class RewardResult:
     Attributes:
         run: the run folder.
         metrics: held-out ``accuracy`` (overall and ``accuracy/<source>``), ``pairs``,
-            ``pairs_per_s`` (scoring) and ``train_seconds``.
+            ``pairs_per_s`` (scoring), ``train_seconds``, ``trainable_params`` (what the
+            optimizer updated: all weights, or LoRA + head) and ``total_params`` (the base's).
         spec: the catalogue entry (None when not registered).
         interrupted: training stopped early; nothing was registered.
     """
@@ -85,6 +91,46 @@ def load_reward_base(base: str, *, log: Callable[[str], None] = print) -> tuple[
     return model, tokenizer
 
 
+def head_modules(model: Any) -> list[str]:
+    """Names of a sequence-classification model's head: its top-level parts with weights outside
+    the backbone (``score`` on Llama-family decoders, ``classifier`` on BERT, ``pre_classifier``
+    and ``classifier`` on DistilBERT).
+
+    These are randomly initialised, so with LoRA they are trained in full (peft's
+    ``modules_to_save``) instead of guessing them from peft's built-in list of common names.
+
+    Raises:
+        AppkitError: the model has no part outside its backbone.
+    """
+    backbone = getattr(model, "base_model", model)  # transformers: the ``base_model_prefix`` part
+    names = [name for name, child in model.named_children()
+             if child is not backbone and next(child.parameters(), None) is not None]
+    if backbone is model or not names:
+        raise AppkitError(f"cannot find the classification head of {type(model).__name__} next "
+                          "to its backbone; train it without LoRA (lora_r=0, --lora-r 0)")
+    return names
+
+
+def check_lora(lora_r: int, lora_alpha: int) -> None:
+    """Refuse a negative LoRA rank or alpha.
+
+    Raises:
+        AppkitError: naming the option and what it takes.
+    """
+    if lora_r < 0:
+        raise AppkitError(f"--lora-r (lora_r) must be 0 (full fine-tune) or a positive rank such "
+                          f"as 8 or 16, got {lora_r}")
+    if lora_alpha < 0:
+        raise AppkitError(f"--lora-alpha (lora_alpha) must be 0 (twice the rank) or positive, got "
+                          f"{lora_alpha}")
+
+
+def _lora_config(model: Any, r: int, alpha: int) -> Any:
+    peft = require("peft", extra="finetune")
+    return peft.LoraConfig(task_type="SEQ_CLS", r=r, lora_alpha=alpha, lora_dropout=0.0,
+                           target_modules="all-linear", modules_to_save=head_modules(model))
+
+
 def _records(pairs: Sequence[Preference], tokenizer: Any, max_length: int) -> list[dict[str, Any]]:
     return [{"chosen_ids": encode_pair(tokenizer, p.prompt, p.chosen, max_length),
              "rejected_ids": encode_pair(tokenizer, p.prompt, p.rejected, max_length)}
@@ -115,7 +161,8 @@ def train_reward(train: Sequence[Preference], heldout: Sequence[Preference], *,
                  base: str = "all-minilm-l6-v2", name: str = "", lr: float = 5e-5,
                  batch_size: int = 8, epochs: float = 1.0, max_steps: int = 0,
                  max_length: int = 256, save_every: int = 50, seed: int = 0, threads: int = 0,
-                 register: bool = True, resume: Run | str | None = None,
+                 lora_r: int = 0, lora_alpha: int = 0, register: bool = True,
+                 resume: Run | str | None = None,
                  model: Any = None, tokenizer: Any = None, interrupt: Interrupt | None = None,
                  callbacks: Sequence[Any] = (), log: Callable[[str], None] = print
                  ) -> RewardResult:
@@ -134,6 +181,9 @@ def train_reward(train: Sequence[Preference], heldout: Sequence[Preference], *,
         save_every: checkpoint every N steps.
         seed: the seed.
         threads: torch threads (0: torch's default).
+        lora_r: LoRA rank on every linear layer of the base, the head trained in full (0: a full
+            fine-tune). The adapter is merged before saving.
+        lora_alpha: LoRA alpha (0: ``2 * lora_r``).
         register: add the finished model to the catalogue.
         resume: continue an interrupted run from its newest checkpoint (same pairs and settings).
         model: an already built one-logit model (tests); ``tokenizer`` must come with it.
@@ -146,8 +196,10 @@ def train_reward(train: Sequence[Preference], heldout: Sequence[Preference], *,
         The run, its held-out metrics and its catalogue entry.
 
     Raises:
-        AppkitError: no pairs, a tokenizer that does not match the model, a run name in use.
+        AppkitError: no pairs, a tokenizer that does not match the model, a run name in use,
+            a negative ``lora_r`` or ``lora_alpha``.
     """
+    check_lora(lora_r, lora_alpha)
     torch = require("torch", extra="finetune")
     trl = require("trl", extra="finetune")
     datasets = require("datasets", extra="finetune")
@@ -163,6 +215,8 @@ def train_reward(train: Sequence[Preference], heldout: Sequence[Preference], *,
         base, cfg = info["base"], info["config"]
         lr, batch_size, epochs, max_steps = cfg["lr"], cfg["batch_size"], cfg["epochs"], cfg["max_steps"]
         max_length, save_every, seed = cfg["max_length"], cfg["save_every"], cfg["seed"]
+        lora_r, lora_alpha = cfg.get("lora_r", 0), cfg.get("lora_alpha", 0)  # older runs: full
+    lora_alpha = (lora_alpha or 2 * lora_r) if lora_r else 0
     if not train:
         raise AppkitError("no training pairs")
     if threads:
@@ -181,7 +235,8 @@ def train_reward(train: Sequence[Preference], heldout: Sequence[Preference], *,
             "pairs_hash": preferences_hash(train),
             "config": {"lr": lr, "batch_size": batch_size, "epochs": epochs,
                        "max_steps": max_steps, "max_length": max_length,
-                       "save_every": save_every, "seed": seed},
+                       "save_every": save_every, "seed": seed,
+                       "lora_r": lora_r, "lora_alpha": lora_alpha},
         })
         write_preferences(train, run.path / "train.jsonl")
         write_preferences(heldout, run.path / "heldout.jsonl")
@@ -203,10 +258,13 @@ def train_reward(train: Sequence[Preference], heldout: Sequence[Preference], *,
         return {"loss": f"{record['loss']:.3f}"}
 
     loop = TrlLoop("reward model", interrupt=interrupt, on_log=_on_log, log=log)
+    total_params = sum(p.numel() for p in model.parameters())
     trainer = trl.RewardTrainer(
         model=model, args=args, processing_class=tokenizer,
         train_dataset=datasets.Dataset.from_list(_records(train, tokenizer, max_length)),
-        callbacks=[loop.callback(), *callbacks])
+        callbacks=[loop.callback(), *callbacks],
+        peft_config=_lora_config(model, lora_r, lora_alpha) if lora_r else None)
+    trainable_params = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     run.update(status="running")
     seconds, step, stopped = loop.train(trainer, resume=resume is not None)
     if stopped == "interrupted":
@@ -216,7 +274,10 @@ def train_reward(train: Sequence[Preference], heldout: Sequence[Preference], *,
 
     partial = run.path / "final.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    trainer.model.save_pretrained(partial, safe_serialization=True)
+    final = trainer.model
+    if hasattr(final, "merge_and_unload"):  # LoRA: fold the adapter and the trained head in
+        final = final.merge_and_unload()
+    final.save_pretrained(partial, safe_serialization=True)
     tokenizer.save_pretrained(partial)
     (partial / "reward.json").write_text(json.dumps({
         "prompt_format": PROMPT_FORMAT, "max_length": max_length, "base": base, "run": run.name,
@@ -224,10 +285,12 @@ def train_reward(train: Sequence[Preference], heldout: Sequence[Preference], *,
     shutil.rmtree(run.final_dir, ignore_errors=True)
     os.replace(partial, run.final_dir)
 
-    trainer.model.eval()
+    final.eval()
+    # Scored from the saved folder, as the app loads it (the merged model, not the adapter).
     metrics = heldout_metrics(HFRewardModel(run.final_dir, name=run.name), heldout) \
         if heldout else {"accuracy": None, "pairs": 0}
-    metrics.update(step=step, train_seconds=seconds)
+    metrics.update(step=step, train_seconds=seconds, trainable_params=trainable_params,
+                   total_params=total_params)
     run.update(status="finished", step=step, train_seconds=seconds, metrics=metrics)
     spec = None
     if register:
@@ -237,7 +300,8 @@ def train_reward(train: Sequence[Preference], heldout: Sequence[Preference], *,
                         f"{metrics.get('accuracy')}",
             lineage={"base": base, "run": run.name, "method": "reward",
                      "pairs": len(train), "pairs_hash": run.info.get("pairs_hash"),
-                     "heldout_pairs": len(heldout), "steps": step, "metrics": metrics,
+                     "heldout_pairs": len(heldout), "steps": step, "lora_r": lora_r,
+                     "metrics": metrics,
                      "trained": time.strftime("%Y-%m-%dT%H:%M:%S")},
         ), persist=True)
     return RewardResult(run, metrics, spec)
