@@ -47,6 +47,7 @@ from finetune.trl_loop import (
     Interrupt, TrlLoop, checkpoint_step, latest_checkpoint, resumable_run)
 
 _CITE = re.compile(r"\[(\d{1,3})\]")
+_REPEATED_CITE = re.compile(r"(\[\d{1,3}\])[\s,;.]*\1")
 
 RewardFunc = Callable[..., list[float]]
 
@@ -61,6 +62,10 @@ def citation_reward(completions: Sequence[Any], sources: Sequence[int] | None = 
                     answerable: Sequence[bool] | None = None, **_: Any) -> list[float]:
     """1 when the answer cites at least one source and every cited number exists, else 0; on
     rows marked unanswerable, 1 for saying the documents do not cover it (and citing nothing).
+
+    Markers alone are not an answer: a completion with no words outside its markers gets 0, and
+    one that repeats a marker back to back (``[1] [1]``) gets half, so piling up citations never
+    pays more than one.
 
     Args:
         completions: the sampled answers.
@@ -77,7 +82,11 @@ def citation_reward(completions: Sequence[Any], sources: Sequence[int] | None = 
             out.append(1.0 if is_refusal(text) and not cited else 0.0)
             continue
         n = sources[i] if sources is not None else None
-        out.append(1.0 if cited and (n is None or all(1 <= x <= n for x in cited)) else 0.0)
+        valid = cited and (n is None or all(1 <= x <= n for x in cited))
+        if not valid or not re.search(r"\w", _CITE.sub("", text)):
+            out.append(0.0)
+        else:
+            out.append(0.5 if _REPEATED_CITE.search(text) else 1.0)
     return out
 
 

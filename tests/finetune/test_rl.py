@@ -80,6 +80,9 @@ def test_rl_needs_a_leave_one_out_group(tmp_path):
 def test_rule_rewards():
     assert citation_reward(["A [1].", "B [3]", "C"], sources=[2, 2, 2]) == [1.0, 0.0, 0.0]
     assert citation_reward([[{"role": "assistant", "content": "x [2]"}]]) == [1.0]
+    # markers alone are no answer; back-to-back repeats earn half; citing twice apart is fine
+    assert citation_reward(["[1]", "[1] [2].", "Paris [1] [1]", "Paris [1], [1].",
+                            "Paris [1] and Lyon [1]."]) == [0.0, 0.0, 0.5, 0.5, 1.0]
     assert citation_reward(["The documents do not say.", "It is 40k [1].",
                             "The documents do not say [1]."],
                            answerable=[False, False, False]) == [1.0, 0.0, 0.0]
