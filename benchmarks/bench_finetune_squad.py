@@ -179,14 +179,55 @@ def stage_eval(args) -> None:
     for quant in args.quants.split(","):
         models[f"tuned {quant.upper()}"] = exports[quant]
     done = json.loads(RESULTS.read_text()).get("eval", {}) if RESULTS.exists() else {}
+    redo = {x.strip() for x in args.redo.split(",") if x.strip()}
     for label, path in models.items():
-        if label in done and done[label]["n"] == len(rows):
+        if label in done and done[label]["n"] == len(rows) and label not in redo:
             continue
         m = make_model(path, max_tokens=args.max_answer, threads=args.threads)
         s = score_rows(m, rows, prompt=prompt_config(), desc=label)
+        save_answers(label, rows, s.answers)
         done[label] = {**s.summary(), "size_mb": round(os.path.getsize(path) / 1e6, 1),
                        **speed(path, args.threads)}
         save("eval", done)
+    save("paired", paired_f1(rows, [label for label in models if answers_file(label).exists()]))
+
+
+def answers_file(label: str) -> Path:
+    return RESULTS.parent / "answers" / (label.replace(" ", "_").replace("(", "").replace(")", "")
+                                         + ".json")
+
+
+def save_answers(label: str, rows, answers: list[str]) -> None:
+    """Each question's answer, so two models can be compared question by question."""
+    path = answers_file(label)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([{"question": r.instruction, "answer": a}
+                                for r, a in zip(rows, answers)], indent=0))
+
+
+def paired_f1(rows, labels: list[str]) -> dict:
+    """Token F1 difference of every pair of models on the same questions, with its standard
+    error (the spread of the per-question differences / sqrt(n))."""
+    import statistics
+
+    from eval.metrics.squad import token_f1
+
+    per = {}
+    for label in labels:
+        got = json.loads(answers_file(label).read_text())
+        if len(got) != len(rows):
+            continue
+        per[label] = [100 * token_f1(g["answer"], [x for x in r.output.split(" ||| ") if x])
+                      for g, r in zip(got, rows)]
+    out = {}
+    names = list(per)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            d = [x - y for x, y in zip(per[a], per[b])]
+            out[f"{a} - {b}"] = {"diff": round(statistics.mean(d), 2),
+                                 "se": round(statistics.stdev(d) / len(d) ** 0.5, 2),
+                                 "changed": sum(1 for x in d if x)}
+    return out
 
 
 def stage_speed(args) -> None:
@@ -369,6 +410,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--quants", default="q4_k_m,q8_0,f16", help="exports to score, in this order")
     p.add_argument("--retain", type=int, default=50)
+    p.add_argument("--redo", default="", help="eval: score these labels again (comma-separated)")
     p.add_argument("--speed-reps", type=int, default=3)
     p.add_argument("--dpo-rows", type=int, default=60)
     p.add_argument("--dpo-steps", type=int, default=30)
