@@ -322,19 +322,24 @@ def stage_dpo(args) -> None:
            "seconds": info.get("train_seconds"), "settings": info.get("dpo")}
     sft = load_results(RESULTS).get("dpo_sft", {})
     for label, run in (("sft", args.run), ("sft+dpo", name)):
-        if label == "sft" and sft.get("n") == len(answerable):
+        tag = f"dpo answerable {run}"
+        if label == "sft" and sft.get("n") == len(answerable) and answers_file(tag).exists():
             out[label] = sft
             continue
         _, adapter = tuned_model_files(Run.open(run))
         m = make_model(base_gguf, lora_path=str(adapter), max_tokens=args.max_answer,
                        threads=args.threads)
         a = score_rows(m, answerable, prompt=prompt_config(), desc=f"{label} answerable")
+        save_answers(tag, answerable, a.answers)
         u = score_rows(m, unanswerable, prompt=prompt_config(), desc=f"{label} unanswerable")
+        save_answers(f"dpo unanswerable {run}", unanswerable, u.answers)
         out[label] = {"answerable_f1": round(a.token_f1, 2),
                       "answerable_refusals": round(a.refusal_rate, 1),
                       "unanswerable_refusals": round(u.refusal_rate, 1), "n": len(answerable)}
         if label == "sft":
             save("dpo_sft", out[label])
+    out["paired_answerable_f1"] = paired_f1(
+        answerable, [f"dpo answerable {args.run}", f"dpo answerable {name}"])
     save(f"dpo/{name}", out)
 
 
