@@ -40,7 +40,7 @@ from appkit.errors import AppkitError
 from appkit.lazy import require
 from finetune.check import REFUSAL
 from finetune.data import DataError, Example, prompt_text, render_messages
-from finetune.runs import Run
+from finetune.runs import Run, read_jsonl, write_jsonl
 from finetune.trl_loop import (
     Interrupt, TrlLoop, checkpoint_step, latest_checkpoint, resumable_run)
 
@@ -159,23 +159,6 @@ def write_pairs(pairs: Sequence[PreferencePair], path: str | os.PathLike) -> Pat
     return p
 
 
-def read_records(path: str | os.PathLike) -> list[dict[str, str]]:
-    """The rendered ``{"prompt", "chosen", "rejected"}`` records a DPO run trained on."""
-    p = Path(path)
-    try:
-        return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines()
-                if line.strip()]
-    except (OSError, ValueError) as exc:
-        raise AppkitError(f"cannot read the run's pairs {p} ({exc})") from exc
-
-
-def _write_records(records: Sequence[dict[str, str]], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
-                   encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _records_hash(records: Sequence[dict[str, str]]) -> str:
     return hashlib.sha256(json.dumps(list(records), sort_keys=True).encode()).hexdigest()[:16]
 
@@ -272,9 +255,9 @@ def train_dpo(parent: Run | str | None, pairs: Sequence[PreferencePair], *, name
                     "max_steps": max_steps, "epochs": epochs, "max_tokens": max_tokens,
                     "seed": seed, "sft_weight": sft_weight, "save_every": save_every},
         })
-        _write_records(records, run.path / "pairs.jsonl")
+        write_jsonl(records, run.path / "pairs.jsonl")
     else:
-        records = read_records(run.path / "pairs.jsonl")
+        records = read_jsonl(run.path / "pairs.jsonl", "pairs")
         if _records_hash(records) != run.info.get("pairs_hash"):
             raise AppkitError(f"{run.path / 'pairs.jsonl'} is not what run '{run.name}' trained "
                               "on (its hash differs); start a new run instead")

@@ -27,9 +27,7 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import random
 import re
 import shutil
@@ -42,7 +40,7 @@ from appkit.errors import AppkitError
 from appkit.lazy import require
 from finetune.check import REFUSAL
 from finetune.data import Example
-from finetune.runs import Run
+from finetune.runs import Run, read_jsonl, write_jsonl
 from finetune.trl_loop import (
     Interrupt, TrlLoop, checkpoint_step, latest_checkpoint, resumable_run)
 
@@ -175,23 +173,6 @@ def with_unanswerable(rows: Sequence[Any], share: float, *, seed: int = 0) -> li
     return [*rows, *variants[:max(1, round(len(rows) * share))]]
 
 
-def read_prompt_rows(path: str | Path) -> list[dict[str, Any]]:
-    """The prompt rows an RL run trained on (``prompts.jsonl`` in its folder)."""
-    p = Path(path)
-    try:
-        return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines()
-                if line.strip()]
-    except (OSError, ValueError) as exc:
-        raise AppkitError(f"cannot read the run's prompts {p} ({exc})") from exc
-
-
-def _write_rows(rows: Sequence[dict[str, Any]], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(dict(r), ensure_ascii=False) + "\n" for r in rows),
-                   encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
              reward_funcs: Sequence[RewardFunc], name: str = "",
              info: dict[str, Any] | None = None,
@@ -256,7 +237,7 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
         if cfg.get("rewards") != names:
             raise AppkitError(f"RL run '{run.name}' was trained with the rewards "
                               f"{cfg.get('rewards')}; resuming needs the same, got {names}")
-        rows = read_prompt_rows(run.path / "prompts.jsonl")
+        rows = read_jsonl(run.path / "prompts.jsonl", "prompts")
         beta, kl_budget, lr, max_steps = cfg["beta"], cfg["kl_budget"], cfg["lr"], cfg["max_steps"]
         batch_size, num_generations = cfg["batch_size"], cfg["num_generations"]
         reward_weights = cfg.get("reward_weights") or None
@@ -290,7 +271,7 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
                    "save_every": save_every},
             "prompts": len(rows), **(info or {}),
         }, root=root)
-        _write_rows(rows, run.path / "prompts.jsonl")
+        write_jsonl(rows, run.path / "prompts.jsonl")
     out_dir = run.path / "trl"
     result = RLResult(run, 0)
     if resume is not None:

@@ -33,6 +33,28 @@ def runs_dir() -> Path:
     return finetune_home() / "runs"
 
 
+def write_jsonl(rows: Any, path: Path) -> None:
+    """Write dicts as JSONL atomically (a run's training records: pairs, prompts)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(dict(r), ensure_ascii=False) + "\n" for r in rows),
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
+    """Read a run's JSONL records back.
+
+    Raises:
+        AppkitError: naming ``what`` (``pairs``, ``prompts``) and the file when it is missing or
+            not JSONL.
+    """
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise AppkitError(f"cannot read the run's {what} {path} ({exc})") from exc
+
+
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
