@@ -4,7 +4,6 @@ resuming, the time limit and the RPO (``sft_weight``) loss."""
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
@@ -13,7 +12,7 @@ from appkit.errors import AppkitError
 from finetune.dpo import PreferencePair, train_dpo
 from finetune.runs import Run
 from finetune.trl_loop import Interrupt
-from tests.finetune.test_rl import tiny_policy, word_tokenizer
+from tests.finetune.test_rl import _lora_parent, word_tokenizer
 
 PAIRS = [PreferencePair(f"the {w} is", "ok [1]", "no idea", context=f"the {w} is ok")
          for w in ("budget", "idea", "answer", "note", "plan", "text", "rule", "cost")]
@@ -22,25 +21,7 @@ PAIRS = [PreferencePair(f"the {w} is", "ok [1]", "no idea", context=f"the {w} is
 @pytest.fixture
 def parent(monkeypatch):
     """A finished LoRA run ``sft`` on the tiny policy, rebuilt by ``build_model``."""
-    import finetune.trainer
-    from finetune.trainer import TrainConfig, save_weights, wrap_lora
-
-    tok = word_tokenizer()
-    config = TrainConfig(base="smollm2-135m", data="-", r=4, targets=("q_proj", "v_proj"))
-    run = Run.create("sft", {"base": "smollm2-135m", "base_gguf": "-", "method": "lora",
-                             "config": config.to_dict()})
-    save_weights(wrap_lora(tiny_policy(len(tok)), config), run.final_dir, "lora")
-    run.update(status="finished")
-
-    def fake_build(cfg, *, log=print, adapter=None):
-        import peft
-
-        model = peft.PeftModel.from_pretrained(tiny_policy(len(tok)), str(adapter),
-                                               is_trainable=True)
-        return model, SimpleNamespace(tokenizer=tok, has_chat_template=False)
-
-    monkeypatch.setattr(finetune.trainer, "build_model", fake_build)
-    return run
+    return _lora_parent(monkeypatch, word_tokenizer())
 
 
 def _quiet(*_):
