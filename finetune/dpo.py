@@ -42,7 +42,7 @@ from finetune.check import REFUSAL
 from finetune.data import DataError, Example, prompt_text, render_messages
 from finetune.runs import Run, read_jsonl, write_jsonl
 from finetune.trl_loop import (
-    Interrupt, TrlLoop, checkpoint_step, latest_checkpoint, resumable_run)
+    Interrupt, TrlLoop, resumable_run)
 
 
 @dataclass(frozen=True)
@@ -262,9 +262,6 @@ def train_dpo(parent: Run | str | None, pairs: Sequence[PreferencePair], *, name
             raise AppkitError(f"{run.path / 'pairs.jsonl'} is not what run '{run.name}' trained "
                               "on (its hash differs); start a new run instead")
     out_dir = run.path / "trl"
-    if resume is not None:
-        found = latest_checkpoint(out_dir)
-        run.truncate_log(checkpoint_step(found) if found else 0)  # those steps are replayed
     losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, sft_weight]} \
         if sft_weight > 0 else {}
     args = trl.DPOConfig(
@@ -289,7 +286,7 @@ def train_dpo(parent: Run | str | None, pairs: Sequence[PreferencePair], *, name
                              train_dataset=datasets.Dataset.from_list(records),
                              callbacks=[loop.callback(), *callbacks])
     run.update(status="running")
-    seconds, step, stopped = loop.train(trainer, resume=resume is not None)
+    seconds, step, stopped = loop.train(trainer, resume=resume is not None, run=run)
     seconds = round(seconds + (run.info.get("train_seconds") or 0), 1)
     if stopped == "interrupted":
         run.update(status="interrupted", step=step, train_seconds=seconds)

@@ -42,7 +42,7 @@ from finetune.check import REFUSAL
 from finetune.data import Example
 from finetune.runs import Run, read_jsonl, write_jsonl
 from finetune.trl_loop import (
-    Interrupt, TrlLoop, checkpoint_step, latest_checkpoint, resumable_run)
+    Interrupt, TrlLoop, resumable_run)
 
 _CITE = re.compile(r"\[(\d{1,3})\]")
 _REPEATED_CITE = re.compile(r"(\[\d{1,3}\])[\s,;.]*\1")
@@ -274,10 +274,6 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
         write_jsonl(rows, run.path / "prompts.jsonl")
     out_dir = run.path / "trl"
     result = RLResult(run, 0)
-    if resume is not None:
-        found = latest_checkpoint(out_dir)
-        run.truncate_log(checkpoint_step(found) if found else 0)  # those steps are replayed
-        result.history = run.history()
     peft_config = None
     if not hasattr(model, "peft_config"):
         peft_config = peft.LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
@@ -338,7 +334,9 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
         processing_class=tokenizer, peft_config=peft_config,
         callbacks=[loop.callback(), *callbacks])
     run.update(status="running")
-    seconds, result.steps, stopped = loop.train(trainer, resume=resume is not None)
+    seconds, result.steps, stopped = loop.train(trainer, resume=resume is not None, run=run)
+    if resume is not None:  # the steps of earlier sessions too
+        result.history = run.history()
     seconds = round(seconds + (run.info.get("train_seconds") or 0), 1)
     result.stopped = stopped or result.stopped
     top = sorted(samples, key=lambda s: -s[0])[:5]

@@ -168,11 +168,13 @@ class TrlLoop:
 
         return _LoopCallback()
 
-    def train(self, trainer: Any, *, resume: bool = False) -> tuple[float, int, str]:
+    def train(self, trainer: Any, *, resume: bool = False,
+              run: Run | None = None) -> tuple[float, int, str]:
         """Run ``trainer.train()``, from the newest checkpoint of its output folder when resuming.
 
         Installs a SIGINT handler for the session (unless a stop flag was passed in) and restores
-        the previous one afterwards.
+        the previous one afterwards. Resuming with ``run``, its ``log.jsonl`` is cut back to the
+        checkpoint's step first, since the steps after it are trained (and logged) again.
 
         Returns:
             ``(seconds, global step, stopped)`` where ``stopped`` is ``""`` (ran to its end or to a
@@ -190,10 +192,12 @@ class TrlLoop:
             self.log("stopping after this step (a checkpoint is kept); "
                      "Ctrl-C again to stop at once")
 
+        found = latest_checkpoint(trainer.args.output_dir) if resume else None
+        if resume and run is not None:
+            run.truncate_log(checkpoint_step(found) if found else 0)
         previous = signal.signal(signal.SIGINT, _on_sigint) if self.handle_sigint else None
         start = time.perf_counter()
         try:
-            found = latest_checkpoint(trainer.args.output_dir) if resume else None
             trainer.train(resume_from_checkpoint=str(found) if found else None)
         except KeyboardInterrupt:
             stop.requested = True
