@@ -30,10 +30,8 @@ from __future__ import annotations
 import math
 import random
 import re
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from appkit.errors import AppkitError
@@ -352,11 +350,9 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
     policy = trainer.model
     if "ref" in getattr(policy, "peft_config", {}):  # trl's copy of a continued adapter
         policy.delete_adapter("ref")
-    partial = run.path / "final.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    policy.save_pretrained(partial)
-    shutil.rmtree(run.final_dir, ignore_errors=True)
-    Path(partial).rename(run.final_dir)
+    from finetune.trainer import save_weights
+
+    save_weights(policy, run.final_dir, "lora", atomic=True)
     run.update(status="finished", step=result.steps, train_seconds=seconds,
                stopped=result.stopped, reward_hacking=result.hacking,
                rl_metrics={"first_reward": result.history[0]["reward"] if result.history else None,
