@@ -435,7 +435,8 @@ def _train_args(p: argparse.ArgumentParser, method: str) -> None:
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--max-steps", type=int, default=0, help="optimizer steps (0: from --epochs)")
     p.add_argument("--max-minutes", type=float, default=0.0,
-                   help="stop with a checkpoint after this much training time")
+                   help="training time budget: the learning rate decays to zero by its end, "
+                        "then training stops with a checkpoint and final weights")
     p.add_argument("--max-tokens", type=int, default=512, help="tokens per example")
     p.add_argument("--save-every", type=int, default=50, help="steps between checkpoints")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")

@@ -91,7 +91,8 @@ class DistillConfig:
         grad_accum: micro-batches per optimizer step.
         epochs: passes over the data (used when ``max_steps`` is 0).
         max_steps: optimizer steps (0: from ``epochs``).
-        max_minutes: stop (with a checkpoint) after this much training time (0: no limit).
+        max_minutes: training time budget (0: no limit); the learning rate decays to zero by
+            its end, as in :class:`~finetune.trainer.TrainConfig`.
         max_tokens: tokens per training text.
         save_every: steps between checkpoints.
         seed: data order and initialisation seed.

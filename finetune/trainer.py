@@ -1,7 +1,8 @@
 """Supervised fine-tuning: a peft adapter (LoRA, IA3, prompt or prefix tuning; see
 :mod:`finetune.peft_methods`) or full fine-tuning, with checkpoints, resume and Ctrl-C.
 
-:class:`Trainer` runs a plain PyTorch loop over encoded examples: AdamW, warm-up then linear decay,
+:class:`Trainer` runs a plain PyTorch loop over encoded examples: AdamW, warm-up then linear decay
+(to the last step or the end of the time budget, whichever comes first),
 gradient accumulation, a progress bar with the running loss, one ``log.jsonl`` line per logged
 step, and a checkpoint (adapter or weights, optimizer, scheduler, step) every ``save_every`` steps.
 Ctrl-C finishes the current step, writes a checkpoint and stops; a second Ctrl-C stops at once and
@@ -65,7 +66,9 @@ class TrainConfig:
         grad_accum: micro-batches per optimizer step.
         epochs: passes over the data (used when ``max_steps`` is 0).
         max_steps: optimizer steps (0: from ``epochs``).
-        max_minutes: stop (with a checkpoint) after this much training time (0: no limit).
+        max_minutes: stop (with a checkpoint) after this much training time, counted over every
+            call of a resumed run (0: no limit). The learning rate decays to zero by then (or by
+            ``max_steps``, whichever comes first).
         max_tokens: tokens per example (longer prompts are cut from the left).
         warmup: the share of steps with a rising learning rate.
         save_every: steps between checkpoints.
@@ -241,11 +244,29 @@ class Trainer:
         def schedule(step: int) -> float:
             if step < warm:
                 return (step + 1) / warm
-            return max(0.0, (self.total_steps - step) / max(1, self.total_steps - warm))
+            by_steps = (step - warm) / max(1, self.total_steps - warm)
+            return max(0.0, 1.0 - max(by_steps, self.budget_spent()))
 
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.step = 0
         self.stop_at = 0  # stop (as if interrupted) at this step; 0: never
+        self.seconds_before = 0.0  # training time of earlier calls of a resumed run
+        self.started: float | None = None  # perf_counter() when this call's training began
+
+    def training_seconds(self) -> float:
+        """Training time of the run so far, across resumes."""
+        now = 0.0 if self.started is None else time.perf_counter() - self.started
+        return self.seconds_before + now
+
+    def budget_spent(self) -> float:
+        """The share of ``max_minutes`` used so far (0 when there is no time limit).
+
+        The learning rate decays with whichever of steps and time runs out first, so a run that a
+        time limit ends has annealed by then instead of stopping at its peak rate.
+        """
+        if not self.config.max_minutes:
+            return 0.0
+        return min(1.0, self.training_seconds() / (self.config.max_minutes * 60))
 
     # --- one step ------------------------------------------------------------------------------
 
@@ -296,6 +317,7 @@ class Trainer:
         if state.get("cuda_rng") is not None and self.device == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step = json.loads((path / "state.json").read_text())["step"]
+        self.seconds_before = float(self.run.info.get("train_seconds", 0.0))
         self.run.truncate_log(self.step)
 
     # --- the loop ------------------------------------------------------------------------------
@@ -305,7 +327,7 @@ class Trainer:
         c = self.config
         self.model.to(self.device)
         self.model.train()
-        start = time.perf_counter()
+        start = self.started = time.perf_counter()
         last: float | None = None
         bar = None
         if self.progress:
@@ -333,7 +355,7 @@ class Trainer:
                     if stop.requested or (self.stop_at and self.step >= self.stop_at):
                         status = "interrupted"
                         break
-                    if c.max_minutes and time.perf_counter() - start > c.max_minutes * 60:
+                    if c.max_minutes and self.training_seconds() > c.max_minutes * 60:
                         status = "time limit"
                         break
             finally:
@@ -345,7 +367,7 @@ class Trainer:
             save_weights(self.model, self.run.final_dir, c.method, atomic=True)
         self.run.update(status="interrupted" if status == "interrupted" else "finished",
                         stopped_by=status, step=self.step, last_loss=last,
-                        train_seconds=round(seconds + self.run.info.get("train_seconds", 0), 1))
+                        train_seconds=round(seconds + self.seconds_before, 1))
         return TrainResult(self.run, status, self.step, self.total_steps, last, seconds)
 
 

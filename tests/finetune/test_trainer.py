@@ -138,3 +138,31 @@ def test_time_limit_ends_the_run_with_final_weights(tmp_path, make_tiny, char_to
     assert trainer.run.info["status"] == "finished"
     assert trainer.run.info["stopped_by"] == "time limit"
     assert trainer.run.final_dir.exists()
+
+
+def test_a_time_budget_decays_the_learning_rate_by_its_end(tmp_path, make_tiny, char_tokenizer):
+    trainer = _trainer(tmp_path, "budget", make_tiny, char_tokenizer,
+                       _config(max_steps=1000, max_minutes=1.0, warmup=0.01))
+    lr_at = trainer.scheduler.lr_lambdas[0]
+    assert lr_at(20) == pytest.approx(1 - 10 / 990)  # no time spent: the step schedule
+    trainer.seconds_before = 30.0  # half the budget spent before the first step counts
+    assert lr_at(20) == pytest.approx(0.5)
+    trainer.seconds_before = 90.0
+    assert lr_at(20) == 0.0 and trainer.budget_spent() == 1.0
+    unlimited = _trainer(tmp_path, "steps", make_tiny, char_tokenizer,
+                         _config(max_steps=1000, warmup=0.01))
+    unlimited.seconds_before = 1e6
+    assert unlimited.scheduler.lr_lambdas[0](20) == pytest.approx(1 - 10 / 990)
+
+
+def test_resume_counts_the_time_of_earlier_calls(tmp_path, make_tiny, char_tokenizer):
+    config = _config(max_minutes=60.0)
+    first = _trainer(tmp_path, "timed-resume", make_tiny, char_tokenizer, config)
+    first.stop_at = 6
+    first.fit()
+    spent = first.run.info["train_seconds"]
+    second = _trainer(tmp_path, "timed-resume", make_tiny, char_tokenizer, config)
+    second.load_checkpoint(second.run.latest_checkpoint())
+    assert second.seconds_before == spent and second.training_seconds() == spent
+    second.fit()
+    assert second.run.info["train_seconds"] >= spent
