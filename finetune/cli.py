@@ -7,7 +7,7 @@ The loop::
     appkit finetune lora --base gemma3-270m --data finetune-data/train.jsonl --name my-run
     appkit finetune ia3 | prompt-tuning | prefix-tuning | full …  # the other methods
     appkit finetune check my-run                                # before/after + forgetting
-    appkit finetune export my-run --quant q4_k_m                # registers my-run-q4_k_m
+    appkit finetune export my-run --quant q8_0                  # registers my-run-q8_0
     appkit models                                               # lists it; profiles can name it
 
 Making models small (issue 11)::
@@ -165,7 +165,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"continue with: appkit finetune {args.command_name} --resume {result.run.name}")
         return 1
     print(f"next: appkit finetune check {result.run.name}; "
-          f"appkit finetune export {result.run.name} --quant q4_k_m")
+          f"appkit finetune export {result.run.name} --quant q8_0 (or --mode lora)")
     return 0
 
 
@@ -613,7 +613,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                              "a PEFT adapter served through transformers; a pruned model is "
                              "written whole")
     p.add_argument("run", help="a run, or a pruned model's name (appkit finetune prune)")
-    p.add_argument("--quant", default="q4_k_m", help="f16, q8_0, q4_k_m (comma-separated)")
+    p.add_argument("--quant", default="q8_0",
+                   help="f16, q8_0, q4_k_m (comma-separated); q4_k_m can undo much of a merged LoRA")
     p.add_argument("--mode", choices=["merged", "lora", "transformers"], default="merged",
                    help="merged GGUF, GGUF LoRA adapter, or the peft adapter served through "
                         "transformers (prompt and prefix tuning)")
