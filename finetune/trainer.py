@@ -240,6 +240,8 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=0.0)
         warm = max(1, int(config.warmup * self.total_steps))
+        self.seconds_before = 0.0  # training time of earlier calls of a resumed run
+        self.started: float | None = None  # perf_counter() when this call's training began
 
         def schedule(step: int) -> float:
             if step < warm:
@@ -250,8 +252,6 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.step = 0
         self.stop_at = 0  # stop (as if interrupted) at this step; 0: never
-        self.seconds_before = 0.0  # training time of earlier calls of a resumed run
-        self.started: float | None = None  # perf_counter() when this call's training began
 
     def training_seconds(self) -> float:
         """Training time of the run so far, across resumes."""
