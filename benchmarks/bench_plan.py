@@ -9,12 +9,16 @@ For each base model and method, two separate processes (so neither's memory coun
    the run's ``log.jsonl`` after the first step, and the process's peak RSS (``ru_maxrss`` of the
    finished child).
 
+Both are measured ``--repeats`` times per row, alternating (plan, train, plan, train, ...), and
+compared by their medians: this host's speed drifts by 2-3x within minutes, so a single plan and a
+single run minutes apart measure the drift as much as the planner.
+
 It prints one row per (model, method) with both numbers and their ratio, and writes
 ``benchmarks/out/plan/results.json``. The issue's bar: each ratio within 25% (0.75 to 1.25).
 Converting a base GGUF to float32 happens once, before the first training run; run the script a
 second time if that conversion's memory spoiled the first row of a model.
 
-Run (about 10 minutes on 2 idle cores):
+Run (about 30 minutes on 2 idle cores with the default 3 repeats):
 ``.venv/bin/python benchmarks/bench_plan.py --models smollm2-135m,gemma3-270m
 --methods lora,prompt-tuning,full --steps 6 --seq-len 256``
 """
@@ -61,29 +65,37 @@ def measure_one(model: str, method: str, args: argparse.Namespace, data: Path) -
             raise SystemExit(f"{' '.join(argv)} failed:\n{result['err']}")
         return result["out"], result["maxrss_kib"] * 1024
 
-    plan_out, _ = child([*APPKIT, "plan", model, "--seq-len", str(args.seq_len), "--batch-size",
-                         str(args.batch_size), "--method", method, "--tokens", "100000",
-                         "--steps", str(args.plan_steps), "--threads", str(args.threads),
-                         "--json"])
-    plan = json.loads(plan_out)
-    name = f"bench-plan-{model}-{method}-{int(time.time())}"
-    _, peak = child([*APPKIT, "finetune", method, "--base", model, "--data", str(data),
-                     "--name", name, "--max-steps", str(args.steps), "--max-tokens",
-                     str(args.seq_len), "--batch-size", str(args.batch_size), "--save-every",
-                     "100000", "--threads", str(args.threads), "--json"])
     from finetune.runs import Run
 
-    steps = [r["step_s"] for r in Run.open(name).history()][1:]
-    measured_step = statistics.median(steps) if steps else float("nan")
-    predicted_step = plan["step_seconds"].get(method)
-    predicted_mem = plan["training"][method]["total"]
+    planned, measured, peaks, mems, names = [], [], [], [], []
+    for _ in range(args.repeats):
+        plan_out, _ = child([*APPKIT, "plan", model, "--seq-len", str(args.seq_len),
+                             "--batch-size", str(args.batch_size), "--method", method,
+                             "--tokens", "100000", "--steps", str(args.plan_steps),
+                             "--threads", str(args.threads), "--json"])
+        plan = json.loads(plan_out)
+        planned.append(plan["step_seconds"].get(method) or float("nan"))
+        mems.append(plan["training"][method]["total"])
+        name = f"bench-plan-{model}-{method}-{int(time.time())}"
+        _, peak = child([*APPKIT, "finetune", method, "--base", model, "--data", str(data),
+                         "--name", name, "--max-steps", str(args.steps), "--max-tokens",
+                         str(args.seq_len), "--batch-size", str(args.batch_size), "--save-every",
+                         "100000", "--threads", str(args.threads), "--json"])
+        steps = [r["step_s"] for r in Run.open(name).history()][1:]  # the first step warms up
+        measured.append(statistics.median(steps) if steps else float("nan"))
+        peaks.append(peak)
+        names.append(name)
+    predicted_step, measured_step = statistics.median(planned), statistics.median(measured)
+    predicted_mem, peak = statistics.median(mems), statistics.median(peaks)
     return {"model": model, "method": method, "seq_len": args.seq_len,
             "batch_size": args.batch_size, "predicted_step_s": predicted_step,
             "measured_step_s": measured_step,
             "step_ratio": predicted_step / measured_step if predicted_step else None,
             "predicted_peak_bytes": predicted_mem, "measured_peak_bytes": peak,
-            "memory_ratio": predicted_mem / peak, "run": name,
-            "load_average": os.getloadavg()[0]}
+            "memory_ratio": predicted_mem / peak, "runs": names,
+            "planned_step_s_each": [round(x, 3) for x in planned],
+            "measured_step_s_each": [round(x, 3) for x in measured],
+            "peak_bytes_each": peaks, "load_average": os.getloadavg()[0]}
 
 
 def main() -> None:
@@ -95,6 +107,8 @@ def main() -> None:
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=3,
+                   help="plan/train pairs per row, alternating; medians are compared")
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     data = write_rows(OUT / "rows.jsonl", max(8, args.steps * args.batch_size))
