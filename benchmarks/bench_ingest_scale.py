@@ -162,23 +162,21 @@ def main() -> int:
 
     results = {"store": f"chroma server {args.host}:{args.port}" if args.host else "embedded"}
 
+    def summary(report, mem: MemorySampler) -> dict:  # noqa: ANN001
+        return {"chunks": report.chunks_embedded, "seconds": round(report.seconds, 1),
+                "chunks_per_s": round(report.chunks_embedded / report.seconds, 1),
+                "peak_rss_mb": round(max(m for _, m in mem.samples)),
+                "stages_s": {k: round(v, 1) for k, v in report.timings.items()}}
+
     def small_run(key: str) -> None:
-        small, mem_small = ingest(profile(f"store-{key}"), small_dirs)
-        results[key] = {"chunks": small.chunks_embedded, "seconds": round(small.seconds, 1),
-                        "chunks_per_s": round(small.chunks_embedded / small.seconds, 1),
-                        "peak_rss_mb": round(max(m for _, m in mem_small.samples)),
-                        "stages_s": {k: round(v, 1) for k, v in small.timings.items()}}
+        results[key] = summary(*ingest(profile(f"store-{key}"), small_dirs))
         print(json.dumps({key: results[key]}), flush=True)
 
     if not args.skip_small:
         small_run("small")
     big_profile = profile("store-large")
     large, mem_large = ingest(big_profile, subdirs)
-    results["large"] = {"chunks": large.chunks_embedded, "seconds": round(large.seconds, 1),
-                        "chunks_per_s": round(large.chunks_embedded / large.seconds, 1),
-                        "peak_rss_mb": round(max(m for _, m in mem_large.samples)),
-                        "rss_mb_by_tenth": mem_large.deciles(),
-                        "stages_s": {k: round(v, 1) for k, v in large.timings.items()}}
+    results["large"] = {**summary(large, mem_large), "rss_mb_by_tenth": mem_large.deciles()}
     print(json.dumps({"large": results["large"]}), flush=True)
     if not args.skip_small and args.bracket:
         small_run("small_after")

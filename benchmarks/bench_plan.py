@@ -67,7 +67,7 @@ def measure_one(model: str, method: str, args: argparse.Namespace, data: Path) -
 
     from finetune.runs import Run
 
-    planned, measured, peaks, mems, names = [], [], [], [], []
+    planned, measured, peaks, names = [], [], [], []
     for _ in range(args.repeats):
         plan_out, _ = child([*APPKIT, "plan", model, "--seq-len", str(args.seq_len),
                              "--batch-size", str(args.batch_size), "--method", method,
@@ -75,7 +75,6 @@ def measure_one(model: str, method: str, args: argparse.Namespace, data: Path) -
                              "--threads", str(args.threads), "--json"])
         plan = json.loads(plan_out)
         planned.append(plan["step_seconds"].get(method) or float("nan"))
-        mems.append(plan["training"][method]["total"])
         name = f"bench-plan-{model}-{method}-{int(time.time())}"
         _, peak = child([*APPKIT, "finetune", method, "--base", model, "--data", str(data),
                          "--name", name, "--max-steps", str(args.steps), "--max-tokens",
@@ -86,7 +85,8 @@ def measure_one(model: str, method: str, args: argparse.Namespace, data: Path) -
         peaks.append(peak)
         names.append(name)
     predicted_step, measured_step = statistics.median(planned), statistics.median(measured)
-    predicted_mem, peak = statistics.median(mems), statistics.median(peaks)
+    # the memory plan is arithmetic on the model's shape: every repeat gives the same figure
+    predicted_mem, peak = plan["training"][method]["total"], statistics.median(peaks)
     return {"model": model, "method": method, "seq_len": args.seq_len,
             "batch_size": args.batch_size, "predicted_step_s": predicted_step,
             "measured_step_s": measured_step,
