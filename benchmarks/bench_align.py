@@ -72,12 +72,17 @@ POLICY_BASE = "smollm2-135m"
 ANSWERS = OUT / "answers"
 
 
-def use_tag(tag: str) -> None:
+RL_LABEL = "rl"
+
+
+def use_tag(tag: str, rl_tag: str = "") -> None:
     """Name this variant's runs, answers and results after ``tag`` (the data and reward model
-    stay shared), so a second SFT/RL/DPO setting does not overwrite the first."""
-    global SFT, RL, DPO, ANSWERS
-    SFT, RL, DPO = f"align-sft{tag}", f"align-rl{tag}", f"align-sft{tag}-dpo"
+    stay shared), so a second SFT/RL/DPO setting does not overwrite the first; ``rl_tag`` names a
+    second RL run from the same SFT policy (run ``align-rl{tag}{rl_tag}``, label ``rl{rl_tag}``)."""
+    global SFT, RL, DPO, ANSWERS, RL_LABEL
+    SFT, RL, DPO = f"align-sft{tag}", f"align-rl{tag}{rl_tag}", f"align-sft{tag}-dpo"
     ANSWERS = OUT / f"answers{tag}"
+    RL_LABEL = f"rl{rl_tag}"
 
 
 def prompt_config():
@@ -254,7 +259,8 @@ def stage_rl(args) -> None:
 
     if not run_exists(RL):
         appkit("align", "rl", "--policy", SFT, "--reward", RM, "--rule", "citation",
-               "--prompts", str(DATA / "rl_prompts.jsonl"), "--unanswerable", "0.3",
+               "--prompts", str(DATA / "rl_prompts.jsonl"),
+               "--unanswerable", str(args.rl_unanswerable), "--rule-weight", str(args.rule_weight),
                "--kl-budget", str(args.kl_budget), "--beta", str(args.beta),
                "--steps", str(args.rl_steps), "--lr", str(args.rl_lr),
                "--batch-size", "4", "--generations", "4", "--max-tokens", "32",
@@ -263,7 +269,8 @@ def stage_rl(args) -> None:
     info = run.info
     hist = run.history()
     half = max(1, len(hist) // 4)
-    save("rl", {"run": RL, "status": info.get("status"), "steps": info.get("step"),
+    save(RL_LABEL, {"run": RL, "unanswerable": args.rl_unanswerable,
+                    "rule_weight": args.rule_weight, "status": info.get("status"), "steps": info.get("step"),
                 "stopped": info.get("stopped"), "seconds": info.get("train_seconds"),
                 "kl_budget": args.kl_budget, "beta": args.beta, "lr": args.rl_lr,
                 "first_quarter_reward": round(sum(h["reward"] for h in hist[:half]) / half, 4),
@@ -298,8 +305,8 @@ def methods() -> dict[str, tuple[str, int]]:
     if run_exists(DPO):
         out["dpo"] = (DPO, 1)
     if run_exists(RL):
-        out["rl"] = (RL, 1)
-        out["rl best-of-4"] = (RL, 4)
+        out[RL_LABEL] = (RL, 1)
+        out[f"{RL_LABEL} best-of-4"] = (RL, 4)
     out["sft best-of-4"] = (SFT, 4)
     return out
 
@@ -568,6 +575,10 @@ def main() -> None:
     p.add_argument("--max-answer", type=int, default=32)
     p.add_argument("--rl-steps", type=int, default=60)
     p.add_argument("--rl-lr", type=float, default=5e-5)
+    p.add_argument("--rl-unanswerable", type=float, default=0.3,
+                   help="unanswerable RL prompts added, as a share of the answerable ones")
+    p.add_argument("--rule-weight", type=float, default=1.0, help="weight of the citation rule")
+    p.add_argument("--rl-tag", default="", help="suffix of a second RL run from the same SFT")
     p.add_argument("--beta", type=float, default=0.05)
     p.add_argument("--kl-budget", type=float, default=0.5)
     p.add_argument("--bestof-answerable", type=int, default=50)
@@ -583,7 +594,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--results", default="", help="default: out/align/results[TAG].json")
     args = p.parse_args()
-    use_tag(args.tag)
+    use_tag(args.tag, args.rl_tag)
     RESULTS = Path(args.results) if args.results else OUT / f"results{args.tag}.json"
     save = saver(RESULTS)
     OUT.mkdir(parents=True, exist_ok=True)
