@@ -267,7 +267,7 @@ def cmd_rl(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     summary = {"run": result.run.name, "steps": result.steps, "stopped": result.stopped,
-               "first": result.history[0] if result.history else None,
+               "kept_step": result.kept_step, "first": result.history[0] if result.history else None,
                "last": result.history[-1] if result.history else None,
                "reward_hacking": result.hacking}
     if args.json:
@@ -278,7 +278,9 @@ def cmd_rl(args: argparse.Namespace) -> int:
         if result.history:
             first, last = result.history[0], result.history[-1]
             print(f"reward {first['reward']:.3f} -> {last['reward']:.3f}, KL {last['kl']:.4f}"
-                  + (f"; stopped: {result.stopped}" if result.stopped else ""))
+                  + (f"; stopped: {result.stopped}" if result.stopped else "")
+                  + (f"; saved the policy of step {result.kept_step}, the last within the "
+                     "budget" if result.kept_step is not None else ""))
         corr = result.hacking.get("length_correlation")
         print(f"reward-hacking check: correlation of reward with length {corr}; top samples:")
         for s in result.hacking.get("top", [])[:3]:

@@ -4,8 +4,10 @@ Rewards are a sum of functions of ``(prompts, completions)``: the reward model o
 ``appkit align reward`` (scored on the same sources + question text it was trained on, carried in
 each row's ``reward_prompt``), and rule rewards: :func:`citation_reward` (the answer cites a source
 that exists) and :func:`length_penalty`. ``beta`` weighs the KL penalty against the frozen
-reference (the policy with its adapter switched off, so no second model is held); the
-:class:`KLBudget` callback stops training when the logged KL goes over ``kl_budget``.
+reference (the policy with its adapter switched off, so no second model is held); training
+stops when the logged KL goes over ``kl_budget``, and the policy saved is the last one
+measured within it (the KL of step t is measured on the policy before update t, so that is the
+policy before update t-1).
 
 Every step's reward, KL and one sample generation go into the run's ``log.jsonl``. At the end a
 reward-hacking check is stored in the run: the highest-reward samples and the correlation of
@@ -116,6 +118,8 @@ class RLResult:
         steps: optimizer steps taken.
         stopped: why training ended early (``kl budget``, ``time limit`` or ``interrupted``),
             or "".
+        kept_step: after a KL-budget stop, the step whose policy was saved (the last one
+            measured within the budget), or None when no earlier policy was kept.
         history: per step ``reward``, ``kl`` and a ``sample``.
         hacking: the reward-hacking check: ``top`` samples and ``length_correlation``.
     """
@@ -123,8 +127,19 @@ class RLResult:
     run: Run
     steps: int
     stopped: str = ""
+    kept_step: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     hacking: dict[str, Any] = field(default_factory=dict)
+
+
+def _trainable(model: Any) -> dict[str, Any]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _restore(model: Any, weights: dict[str, Any]) -> None:
+    params = dict(model.named_parameters())
+    for n, w in weights.items():
+        params[n].data.copy_(w)
 
 
 def _pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
@@ -203,7 +218,8 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
             needs to rebuild the policy and rewards when resuming).
         reward_weights: one weight per reward function (default 1 each).
         beta: the KL penalty's weight (0: no reference, no KL).
-        kl_budget: stop when the logged KL exceeds this (0: no budget).
+        kl_budget: stop when the logged KL exceeds this (0: no budget) and save the last
+            policy measured within it.
         lr: learning rate.
         max_steps: optimizer steps.
         batch_size: completions per step (a multiple of ``num_generations``).
@@ -320,17 +336,29 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
         result.history.append(record)
         if kl_budget and record["kl"] > kl_budget:
             result.stopped = "kl budget"
+            # The KL of step t was measured on the policy before update t, which is over the
+            # budget; the one before it (kept[0]) was measured at step t-1, within it.
+            result.kept_step = state.global_step - 2 if len(kept) == 2 else None
             log(f"KL {record['kl']:.4f} passed the budget {kl_budget} at step "
-                f"{state.global_step}; stopping")
+                f"{state.global_step}; stopping"
+                + (f" and keeping the policy of step {result.kept_step}, the last within it"
+                   if result.kept_step is not None else ""))
             control.should_training_stop = True
         return {"reward": f"{record['reward']:.3f}", "kl": f"{record['kl']:.4f}"}
+
+    kept: list[dict[str, Any]] = []  # trainable weights before the last two steps
+
+    class _KeepBeforeStep(require("transformers", extra="finetune").TrainerCallback):
+        def on_step_begin(self, _args: Any, _state: Any, _control: Any, **_: Any) -> None:
+            kept.append(_trainable(trainer.model))
+            del kept[:-2]
 
     loop = TrlLoop("RL", interrupt=interrupt, max_minutes=max_minutes, on_log=_on_log, log=log)
     trainer = trl.RLOOTrainer(
         model=model, reward_funcs=funcs, args=args,
         train_dataset=datasets.Dataset.from_list([dict(r) for r in rows]),
         processing_class=tokenizer, peft_config=peft_config,
-        callbacks=[loop.callback(), *callbacks])
+        callbacks=[loop.callback(), *([_KeepBeforeStep()] if kl_budget else []), *callbacks])
     run.update(status="running")
     seconds, result.steps, stopped = loop.train(trainer, resume=resume is not None, run=run)
     if resume is not None:  # the steps of earlier sessions too
@@ -348,13 +376,15 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
             f"{run.name}")
         return result
     policy = trainer.model
+    if result.stopped == "kl budget" and result.kept_step is not None:
+        _restore(policy, kept[0])
     if "ref" in getattr(policy, "peft_config", {}):  # trl's copy of a continued adapter
         policy.delete_adapter("ref")
     from finetune.trainer import save_weights
 
     save_weights(policy, run.final_dir, "lora", atomic=True)
     run.update(status="finished", step=result.steps, train_seconds=seconds,
-               stopped=result.stopped, reward_hacking=result.hacking,
+               stopped=result.stopped, kept_step=result.kept_step, reward_hacking=result.hacking,
                rl_metrics={"first_reward": result.history[0]["reward"] if result.history else None,
                            "last_reward": result.history[-1]["reward"] if result.history else None,
                            "last_kl": result.history[-1]["kl"] if result.history else None})

@@ -71,6 +71,34 @@ def test_kl_budget_stops_training(tmp_path):
     assert result.history[-1]["kl"] > 1e-9 and result.run.info["stopped"] == "kl budget"
 
 
+def test_kl_budget_saves_the_last_policy_within_it(tmp_path):
+    """The KL logged at step t is the policy's before update t; over budget there, the policy
+    saved is the one before update t-1 (measured at step t-1, within the budget)."""
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    before: dict[int, float] = {}  # global step at the start of a step -> sum |trainable|
+
+    class Record(TrainerCallback):
+        def on_step_begin(self, _args, state, _control, model=None, **_):
+            before[state.global_step] = float(sum(
+                p.detach().abs().sum() for p in model.parameters() if p.requires_grad))
+
+    tok = word_tokenizer()
+    result = train_rl(tiny_policy(len(tok)), tok, ROWS, reward_funcs=[says_ok], name="rl-kl2",
+                      beta=0.01, kl_budget=0.02, lr=5e-2, max_steps=30, batch_size=8,
+                      num_generations=4, max_completion_length=6, lora_r=4, root=str(tmp_path),
+                      callbacks=[Record()], log=lambda *_: None)
+    assert result.stopped == "kl budget" and result.steps >= 2
+    kls = [h["kl"] for h in result.history]
+    assert kls[-1] > 0.02 and max(kls[:-1]) <= 0.02
+    assert result.kept_step == result.steps - 2 == result.run.info["kept_step"]
+    saved = load_file(result.run.final_dir / "adapter_model.safetensors")
+    total = float(sum(t.abs().sum() for t in saved.values()))
+    assert total == pytest.approx(before[result.kept_step], rel=1e-5)
+    assert total != pytest.approx(before[result.steps - 1], rel=1e-5)
+
+
 def test_rl_needs_a_leave_one_out_group(tmp_path):
     with pytest.raises(AppkitError, match="num_generations >= 2"):
         train_rl(None, None, ROWS, reward_funcs=[says_ok], name="x", num_generations=1,
