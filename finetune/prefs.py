@@ -7,8 +7,10 @@ from. Pairs come from:
 
 * the app's feedback store (thumbs and corrected answers, :func:`appkit.feedback.preference_pairs`);
 * QA rows with passages (:func:`automatic_pairs`): the right answer citing its passage ``[1]`` over
-  another question's answer citing the same passage (``grounded``), and on an unrelated passage
-  "The documents do not say." over the now invented answer (``unanswerable``,
+  another question's answer citing the same passage (``grounded``), the right answer over "The
+  documents do not say." on that passage (``answerable``: without these a reward model learns that
+  a refusal always scores well, and RL on it learns to refuse answerable questions), and on an
+  unrelated passage "The documents do not say." over the now invented answer (``unanswerable``,
   :func:`finetune.dpo.auto_pairs`);
 * the harmlessness set shipped in ``finetune/data/harmless.jsonl`` (requests to decline, a polite
   refusal preferred).
@@ -22,7 +24,7 @@ Example:
     ...         Example("When?", "1843", input="It was 1843.", group="b")]
     >>> pairs = automatic_pairs(rows)
     >>> sorted({p.source for p in pairs})
-    ['grounded', 'unanswerable']
+    ['answerable', 'grounded', 'unanswerable']
     >>> train, held = split_preferences(pairs, 0.5)
     >>> len(train) + len(held) == len(pairs)
     True
@@ -149,7 +151,8 @@ def feedback_preferences(data_dir: str | os.PathLike) -> list[Preference]:
 
 def automatic_pairs(rows: Sequence[Example], *, refusal: str = REFUSAL, seed: int = 0
                     ) -> list[Preference]:
-    """Grounded-vs-unsupported and refuse-when-unanswerable pairs from QA rows with passages.
+    """Grounded-vs-unsupported, answer-over-refusal and refuse-when-unanswerable pairs from QA rows
+    with passages.
 
     Raises:
         DataError: fewer than two groups of passages.
@@ -170,6 +173,10 @@ def automatic_pairs(rows: Sequence[Example], *, refusal: str = REFUSAL, seed: in
         wrong = others[rng.randrange(len(others))].output
         out.append(Preference(reward_prompt(r.instruction, [r.input]), f"{r.output.strip()} [1]",
                               f"{wrong.strip()} [1]", "grounded"))
+    for r in qa:
+        if r.output.strip() != refusal:
+            out.append(Preference(reward_prompt(r.instruction, [r.input]),
+                                  f"{r.output.strip()} [1]", refusal, "answerable"))
     return out
 
 

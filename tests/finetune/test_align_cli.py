@@ -28,8 +28,9 @@ def test_pairs_from_auto_and_harmless(tmp_path, capsys):
     assert main(["align", "pairs", "--auto", str(rows), "--harmless", "-o", str(out),
                  "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["sources"] == {"grounded": 8, "harmless": 30, "unanswerable": 8}
-    assert len(read_preferences(out)[0]) == 46
+    assert summary["sources"] == {"answerable": 8, "grounded": 8, "harmless": 30,
+                                  "unanswerable": 8}
+    assert len(read_preferences(out)[0]) == 54
 
 
 def test_bad_pair_is_an_error_with_its_line(tmp_path, capsys):

@@ -59,6 +59,11 @@ def test_automatic_pairs_ground_and_refuse():
     assert g.chosen == "answer-0 [1]" and g.rejected.endswith("[1]") and g.rejected != g.chosen
     u = unanswerable[0]
     assert u.chosen == REFUSAL and u.rejected == "answer-0" and "Passage 0" not in u.prompt
+    # refusing an answerable question is the worse answer on its own passage
+    answerable = [p for p in pairs if p.source == "answerable"]
+    assert len(answerable) == 6
+    assert answerable[0].prompt == g.prompt
+    assert answerable[0].chosen == "answer-0 [1]" and answerable[0].rejected == REFUSAL
 
 
 def test_harmless_set_is_valid_and_declines():
