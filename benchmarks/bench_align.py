@@ -75,6 +75,13 @@ ANSWERS = OUT / "answers"
 RL_LABEL = "rl"
 
 
+def use_reward_model(rm_tag: str) -> None:
+    """Train, score and reward RL with ``align-rm-minilm{rm_tag}`` (a reward model trained on
+    a later version of the pairs) instead of the first one."""
+    global RM
+    RM = f"align-rm-minilm{rm_tag}"
+
+
 def use_tag(tag: str, rl_tag: str = "") -> None:
     """Name this variant's runs, answers and results after ``tag`` (the data and reward model
     stay shared), so a second SFT/RL/DPO setting does not overwrite the first; ``rl_tag`` names a
@@ -179,7 +186,8 @@ def stage_data(args) -> None:
                   "pairs_train": len(a_train) + len(h_train),
                   "pairs_heldout": len(a_held) + len(h_held),
                   "pairs_heldout_by_source": {s: sum(p.source == s for p in a_held + h_held)
-                                              for s in ("grounded", "unanswerable", "harmless")},
+                                              for s in ("grounded", "answerable", "unanswerable",
+                                                        "harmless")},
                   "pairs_unseen_articles": len(read_preferences(
                       DATA / "pairs_unseen_articles.jsonl")[0]),
                   "heldout_cases": counts})
@@ -199,10 +207,11 @@ def stage_reward(args) -> None:
     from finetune.runs import Run
 
     out = results().get("reward", {})
-    for name, base, extra in ((RM, "all-minilm-l6-v2", ["--epochs", "1"]),
-                              (RM_DECODER, POLICY_BASE,
-                               ["--max-steps", str(args.rm_decoder_steps),
-                                "--lora-r", str(args.rm_decoder_lora)])):
+    models = [(RM, "all-minilm-l6-v2", ["--epochs", "1"])]
+    if not args.rm_tag:  # the decoder comparison is measured once, on the first pairs
+        models.append((RM_DECODER, POLICY_BASE, ["--max-steps", str(args.rm_decoder_steps),
+                                                 "--lora-r", str(args.rm_decoder_lora)]))
+    for name, base, extra in models:
         if name in out:
             continue
         if not run_exists(name):
@@ -579,6 +588,7 @@ def main() -> None:
                    help="unanswerable RL prompts added, as a share of the answerable ones")
     p.add_argument("--rule-weight", type=float, default=1.0, help="weight of the citation rule")
     p.add_argument("--rl-tag", default="", help="suffix of a second RL run from the same SFT")
+    p.add_argument("--rm-tag", default="", help="suffix of a second MiniLM reward model")
     p.add_argument("--beta", type=float, default=0.05)
     p.add_argument("--kl-budget", type=float, default=0.5)
     p.add_argument("--bestof-answerable", type=int, default=50)
@@ -595,6 +605,7 @@ def main() -> None:
     p.add_argument("--results", default="", help="default: out/align/results[TAG].json")
     args = p.parse_args()
     use_tag(args.tag, args.rl_tag)
+    use_reward_model(args.rm_tag)
     RESULTS = Path(args.results) if args.results else OUT / f"results{args.tag}.json"
     save = saver(RESULTS)
     OUT.mkdir(parents=True, exist_ok=True)
