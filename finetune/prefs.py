@@ -10,8 +10,9 @@ from. Pairs come from:
   another question's answer citing the same passage (``grounded``), the right answer over "The
   documents do not say." on that passage (``answerable``: without these a reward model learns that
   a refusal always scores well, and RL on it learns to refuse answerable questions), and on an
-  unrelated passage "The documents do not say." over the now invented answer (``unanswerable``,
-  :func:`finetune.dpo.auto_pairs`);
+  unrelated passage "The documents do not say." over the now invented answer and over a span of
+  that passage, cited (``unanswerable``, :func:`finetune.dpo.auto_pairs`; the span is what a
+  policy answers when it copies from the wrong passage);
 * the harmlessness set shipped in ``finetune/data/harmless.jsonl`` (requests to decline, a polite
   refusal preferred).
 
@@ -162,9 +163,19 @@ def automatic_pairs(rows: Sequence[Example], *, refusal: str = REFUSAL, seed: in
     out: list[Preference] = []
     rng = random.Random(seed)
     qa = [r for r in rows if r.input]
+    near_rng = random.Random(seed + 1)  # its own draws: the grounded pairs stay as they were
+    spans: dict[str, list[str]] = {}  # passage -> answers that are in it
+    for r in qa:
+        if r.output.strip() != refusal:
+            spans.setdefault(r.input, []).append(r.output.strip())
     for p in auto_pairs(qa, refusal=refusal, seed=seed, answerable=False):
-        out.append(Preference(reward_prompt(p.question, [p.context]), p.chosen, p.rejected,
-                              "unanswerable"))
+        prompt = reward_prompt(p.question, [p.context])
+        out.append(Preference(prompt, p.chosen, p.rejected, "unanswerable"))
+        # the harder negative a policy writes: a span of the unrelated passage, cited
+        near = [a for a in spans.get(p.context, []) if a != p.rejected.strip()]
+        if near:
+            out.append(Preference(prompt, p.chosen, f"{near[near_rng.randrange(len(near))]} [1]",
+                                  "unanswerable"))
     for r in qa:
         others = [o for o in qa if (o.group or o.input) != (r.group or r.input)
                   and o.output.strip() != r.output.strip()]

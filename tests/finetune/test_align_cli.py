@@ -29,8 +29,8 @@ def test_pairs_from_auto_and_harmless(tmp_path, capsys):
                  "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["sources"] == {"answerable": 8, "grounded": 8, "harmless": 30,
-                                  "unanswerable": 8}
-    assert len(read_preferences(out)[0]) == 54
+                                  "unanswerable": 16}
+    assert len(read_preferences(out)[0]) == 62
 
 
 def test_bad_pair_is_an_error_with_its_line(tmp_path, capsys):

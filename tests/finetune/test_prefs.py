@@ -53,12 +53,16 @@ def test_automatic_pairs_ground_and_refuse():
     pairs = automatic_pairs(_rows())
     grounded = [p for p in pairs if p.source == "grounded"]
     unanswerable = [p for p in pairs if p.source == "unanswerable"]
-    assert len(grounded) == len(unanswerable) == 6
+    assert len(grounded) == 6 and len(unanswerable) == 12
     g = grounded[0]
     assert g.prompt == reward_prompt("Question 0?", ["Passage 0 says answer-0."])
     assert g.chosen == "answer-0 [1]" and g.rejected.endswith("[1]") and g.rejected != g.chosen
     u = unanswerable[0]
     assert u.chosen == REFUSAL and u.rejected == "answer-0" and "Passage 0" not in u.prompt
+    # and over a span of the unrelated passage it was given, cited: what a policy copies
+    hard = unanswerable[1]
+    assert hard.prompt == u.prompt and hard.chosen == REFUSAL and hard.rejected.endswith(" [1]")
+    assert hard.rejected.removesuffix(" [1]") in hard.prompt
     # refusing an answerable question is the worse answer on its own passage
     answerable = [p for p in pairs if p.source == "answerable"]
     assert len(answerable) == 6
