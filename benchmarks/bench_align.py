@@ -279,7 +279,8 @@ def stage_rl(args) -> None:
     hist = run.history()
     half = max(1, len(hist) // 4)
     save(RL_LABEL, {"run": RL, "unanswerable": args.rl_unanswerable,
-                    "rule_weight": args.rule_weight, "status": info.get("status"), "steps": info.get("step"),
+                    "rule_weight": args.rule_weight, "status": info.get("status"),
+                    "steps": info.get("step"),
                 "stopped": info.get("stopped"), "seconds": info.get("train_seconds"),
                 "kl_budget": args.kl_budget, "beta": args.beta, "lr": args.rl_lr,
                 "first_quarter_reward": round(sum(h["reward"] for h in hist[:half]) / half, 4),

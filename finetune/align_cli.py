@@ -267,7 +267,8 @@ def cmd_rl(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     summary = {"run": result.run.name, "steps": result.steps, "stopped": result.stopped,
-               "kept_step": result.kept_step, "first": result.history[0] if result.history else None,
+               "kept_step": result.kept_step,
+               "first": result.history[0] if result.history else None,
                "last": result.history[-1] if result.history else None,
                "reward_hacking": result.hacking}
     if args.json:
