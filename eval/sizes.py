@@ -175,7 +175,7 @@ def _llama_cpp_runner(spec: Any, path: Path, threads: int, prompt_tokens: int) -
 def _transformers_runner(spec: Any, path: Path, threads: int, prompt_tokens: int) -> _Runner:
     """transformers: one forward pass over the prompt; ``generate`` for the tokens (it works for
     every peft adapter, prefixes included)."""
-    from appkit.models.transformers_chat import load_transformers
+    from appkit.models.transformers_chat import generate_new_tokens, load_transformers
 
     torch = require("torch", extra="finetune")
     if threads:
@@ -191,9 +191,8 @@ def _transformers_runner(spec: Any, path: Path, threads: int, prompt_tokens: int
 
     def generate(n: int) -> None:
         with torch.no_grad():
-            loaded.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n,
-                                  min_new_tokens=n, do_sample=False,
-                                  pad_token_id=tok.pad_token_id or tok.eos_token_id)
+            generate_new_tokens(loaded.model, ids, mask, max_new_tokens=n, min_new_tokens=n,
+                                do_sample=False, pad_token_id=tok.pad_token_id or tok.eos_token_id)
 
     return _Runner(int(ids.shape[1]), lambda: prompt(8), prompt, generate, lambda: None,
                    prefill_in_generate=True)

@@ -144,9 +144,15 @@ def load_tuned(run: Any, *, log: Callable[[str], None] = print) -> tuple[Any, An
 
     This is how prompt- and prefix-tuned runs are used (GGUF cannot hold them)::
 
+        from appkit.models.transformers_chat import generate_new_tokens
+
         model, tokenizer = load_tuned("my-run")
         ids = tokenizer("Question: …", return_tensors="pt").input_ids
-        print(tokenizer.decode(model.generate(input_ids=ids, max_new_tokens=32)[0]))
+        new = generate_new_tokens(model, ids, ids.new_ones(ids.shape), max_new_tokens=32)
+        print(tokenizer.decode(new[0]))
+
+    (``generate_new_tokens``, not ``model.generate``: through peft's own generation hook a prefix
+    is ignored and a soft prompt fed again at every step.)
 
     Args:
         run: a :class:`~finetune.runs.Run` or its name.

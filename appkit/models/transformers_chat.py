@@ -14,6 +14,7 @@ instance naming the same folder and adapter uses one loaded model and one lock.
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 import time
@@ -59,6 +60,51 @@ def load_transformers(model_path: str, adapter_path: str = "") -> _Loaded:
         model.to(device).eval()
         _loaded[key] = _Loaded(model, tokenizer, device, threading.Lock())
         return _loaded[key]
+
+
+def generate_new_tokens(model: Any, ids: Any, mask: Any, **settings: Any) -> Any:
+    """``model.generate`` over ``ids``, applying a prompt-learning adapter as it was trained.
+
+    peft's generation hook for soft prompts and prefixes predates transformers 5's renamed cache
+    argument: through ``PeftModel.generate`` a prefix is silently ignored and a soft prompt is fed
+    again at every step. So for those adapters the base model generates here, given the prefix as
+    its cache (behind placeholder tokens that stand for it, so positions match training) or the soft
+    prompt's embeddings in front of the prompt's.
+
+    Args:
+        model: a transformers causal LM, or a peft model over one.
+        ids: the prompt's token ids, shape (batch, length).
+        mask: their attention mask.
+        **settings: ``generate`` settings (``max_new_tokens``, ``do_sample``, ``pad_token_id``…).
+
+    Returns:
+        The new tokens only, shape (batch, new).
+
+    Example:
+        >>> new = generate_new_tokens(loaded.model, ids, mask, max_new_tokens=8)  # doctest: +SKIP
+    """
+    torch = require("torch", extra="finetune")
+    config = getattr(model, "active_peft_config", None)
+    if config is None or not getattr(config, "is_prompt_learning", False):
+        return model.generate(input_ids=ids, attention_mask=mask, **settings)[:, ids.shape[-1]:]
+    base = model.get_base_model()
+    batch, virtual = ids.shape[0], config.num_virtual_tokens
+    mask = torch.cat([torch.ones((batch, virtual), dtype=mask.dtype, device=mask.device), mask], 1)
+    # placeholders stand for the virtual tokens, so positions match training and the output
+    # (and a repetition penalty) sees the prompt's own tokens after them
+    held = torch.full((batch, virtual), settings.get("pad_token_id") or 0,
+                      dtype=ids.dtype, device=ids.device)
+    full = torch.cat([held, ids], 1)
+    if config.peft_type in ("PREFIX_TUNING", "CARTRIDGE"):
+        cache = "cache" if "cache" in inspect.signature(base.forward).parameters \
+            else "past_key_values"
+        inputs = {cache: model.get_prompt(batch_size=batch)}
+    else:
+        embeds = model.word_embeddings(ids)
+        prompts = model.get_prompt(batch_size=batch).to(embeds.dtype)
+        inputs = {"inputs_embeds": torch.cat([prompts, embeds], 1)}
+    out = base.generate(input_ids=full, attention_mask=mask, **inputs, **settings)
+    return out[:, full.shape[-1]:]
 
 
 class TransformersChatModel(GenerationFields, BaseChatModel):
@@ -141,8 +187,7 @@ class TransformersChatModel(GenerationFields, BaseChatModel):
         start = time.perf_counter()
         with loaded.lock, torch.no_grad():
             torch.manual_seed(kwargs.get("seed", self.seed))
-            out = loaded.model.generate(input_ids=ids, attention_mask=mask, **settings)
-        new = out[0, ids.shape[-1]:]
+            new = generate_new_tokens(loaded.model, ids, mask, **settings)[0]
         text = loaded.tokenizer.decode(new, skip_special_tokens=True)
         finish = "length" if len(new) >= settings["max_new_tokens"] else "stop"
         cut = [text.find(s) for s in stops if s and s in text]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from appkit.cli import main
+from appkit.models.transformers_chat import generate_new_tokens
 from finetune.data import Example, encode_example
 from finetune.export import ExportError, read_change
 from finetune.peft_methods import PEFT_METHODS, gguf_exportable, load_tuned
@@ -133,8 +134,10 @@ def test_load_tuned_serves_a_soft_prompt_through_transformers(tmp_path, make_tin
                         lambda *a, **k: "tokenizer")
     loaded, tokenizer = load_tuned(run, log=lambda s: None)
     assert tokenizer == "tokenizer"
-    out = loaded.generate(input_ids=torch.tensor([[1, 5, 9]]), max_new_tokens=3, do_sample=False)
-    assert out.shape[-1] >= 3
+    ids = torch.tensor([[1, 5, 9]])
+    new = generate_new_tokens(loaded, ids, torch.ones_like(ids), max_new_tokens=3,
+                              do_sample=False)
+    assert 1 <= new.shape[-1] <= 3
 
 
 def test_cli_lists_the_methods_and_checks_them(tmp_path, capsys, monkeypatch):

@@ -10,7 +10,7 @@ from langchain_core.messages import HumanMessage
 from appkit.config import Profile
 from appkit.models import make_chat_model
 from appkit.models.catalogue import ModelSpec, register_model
-from appkit.models.transformers_chat import TransformersChatModel
+from appkit.models.transformers_chat import TransformersChatModel, generate_new_tokens
 from tests.helpers import save_tiny_llama
 
 torch = pytest.importorskip("torch")
@@ -71,6 +71,57 @@ def test_a_peft_adapter_changes_the_output_distribution(tiny_folder, tmp_path):
     loaded = llm.warm_up()
     assert isinstance(loaded.model, peft.PeftModel)
     assert isinstance(llm.invoke("What is it ?").content, str)
+
+
+def _greedy_by_forward(model, ids, steps: int) -> list[int]:
+    """Greedy tokens by full forward passes through the peft model: the path training takes."""
+    seq = ids
+    with torch.no_grad():
+        for _ in range(steps):
+            token = model(input_ids=seq).logits[0, -1].argmax().view(1, 1)
+            seq = torch.cat([seq, token], 1)
+    return seq[0, ids.shape[-1]:].tolist()
+
+
+@pytest.fixture(scope="module")
+def untied_folder(tmp_path_factory):
+    # untied output embeddings: the tied tiny model only repeats the last token, prompt or not
+    return save_tiny_llama(tmp_path_factory.mktemp("untied-hf"), WORDS, seed=1,
+                           tie_word_embeddings=False)
+
+
+@pytest.mark.parametrize("kind", ["PrefixTuningConfig", "PromptTuningConfig"])
+def test_generation_applies_prefixes_and_soft_prompts_as_trained(untied_folder, tmp_path, kind):
+    # through PeftModel.generate (peft 0.21, transformers 5) a prefix was ignored and a soft
+    # prompt fed again at every step: prefix tuning scored exactly the base model's answers
+    peft = pytest.importorskip("peft")
+    base = transformers.AutoModelForCausalLM.from_pretrained(str(untied_folder))
+    torch.manual_seed(3)
+    tuned = peft.get_peft_model(base, getattr(peft, kind)(num_virtual_tokens=4,
+                                                          task_type="CAUSAL_LM")).eval()
+    ids = torch.tensor([[1, 7, 8, 9, 15, 6]])
+    expected = _greedy_by_forward(tuned, ids, 6)
+    with tuned.disable_adapter(), torch.no_grad():
+        untuned = base.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    assert untuned[0, ids.shape[-1]:].tolist() != expected  # the adapter matters here
+    with torch.no_grad():
+        new = generate_new_tokens(tuned, ids, torch.ones_like(ids), max_new_tokens=6,
+                                  do_sample=False, pad_token_id=0)
+    assert new[0].tolist() == expected[:new.shape[-1]]
+    assert new.shape[-1] == 6 or new[0, -1].item() == base.config.eos_token_id
+    # and through the chat model, from the saved adapter
+    tuned.save_pretrained(str(tmp_path / "adapter"))
+    llm = TransformersChatModel(model_path=str(untied_folder),
+                                adapter_path=str(tmp_path / "adapter"), chat_template=False,
+                                max_tokens=6, temperature=0.0, repeat_penalty=1.0,
+                                stop=["</never>"])
+    tokenizer = llm.warm_up().tokenizer
+    prompt_ids = tokenizer(llm.render([HumanMessage("What is it ?")]), return_tensors="pt")
+    expected = _greedy_by_forward(tuned, prompt_ids["input_ids"], 6)
+    assert llm.invoke("What is it ?").content == tokenizer.decode(
+        expected[:llm.invoke("What is it ?").usage_metadata["output_tokens"]],
+        skip_special_tokens=True)
 
 
 def test_catalogue_hf_models_get_the_transformers_backend(tiny_folder, tmp_path, monkeypatch):
