@@ -119,9 +119,9 @@ def test_generation_applies_prefixes_and_soft_prompts_as_trained(untied_folder, 
     tokenizer = llm.warm_up().tokenizer
     prompt_ids = tokenizer(llm.render([HumanMessage("What is it ?")]), return_tensors="pt")
     expected = _greedy_by_forward(tuned, prompt_ids["input_ids"], 6)
-    assert llm.invoke("What is it ?").content == tokenizer.decode(
-        expected[:llm.invoke("What is it ?").usage_metadata["output_tokens"]],
-        skip_special_tokens=True)
+    message = llm.invoke("What is it ?")
+    assert message.content == tokenizer.decode(
+        expected[:message.usage_metadata["output_tokens"]], skip_special_tokens=True)
 
 
 def test_catalogue_hf_models_get_the_transformers_backend(tiny_folder, tmp_path, monkeypatch):
