@@ -103,7 +103,15 @@ def test_merged_and_lora_gguf_generate_the_torch_models_tokens(cache):
     merged = export_run(run, quants=("f16",), name="strong", log=lambda s: None)
     lora = export_run(run, mode="lora", name="strong", log=lambda s: None)
     assert _greedy(merged.files["f16"], ids) == torch_tokens
-    assert _greedy(Path(run.info["base_gguf"]), ids, lora.files["lora"]) == torch_tokens
+    # Exact tokens need an unquantized base: over the packaged Q4_1 file llama.cpp also quantizes
+    # the activations, and with this strong an adapter the first token depends on the CPU's
+    # kernels (AVX2 and AVX-512 machines both differed). An adapter-free run exported to F16 is
+    # that base.
+    zero, *_ = _perturbed_run("zero", std=0.0)
+    f16_base = export_run(zero, quants=("f16",), name="zero", log=lambda s: None).files["f16"]
+    assert _greedy(f16_base, ids, lora.files["lora"]) == torch_tokens
+    packaged = Path(run.info["base_gguf"])
+    assert _greedy(packaged, ids, lora.files["lora"]) != _greedy(packaged, ids)  # applied there too
 
 
 def test_quantized_export_loads_generates_and_flows_into_the_app(cache, capsys):
