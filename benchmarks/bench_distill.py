@@ -16,6 +16,9 @@ long run can be stopped and continued with ``--stages``):
   only difference is the training) and the teacher (its GGUF through llama.cpp).
 * ``speed``: llama.cpp prompt and generation tokens/s of the teacher and of the student GGUFs.
 
+A second student (``--run NAME``, e.g. with ``--keep grounded --teacher-answers`` an earlier run's
+``teacher.jsonl``) keeps its numbers under ``"<stage> [NAME]"`` beside the first's.
+
 The goal of issue 11: the distilled student above the untuned one and within 5 F1 points of the
 teacher, at >= 2x the teacher's generation tokens/s.
 
@@ -38,9 +41,16 @@ import bench_finetune_squad as squad  # noqa: E402  (SQUAD path, prompt, llama.c
 
 OUT = REPO / "benchmarks" / "out" / "distill"
 RESULTS = OUT / "results.json"
+DEFAULT_RUN = "bench-distill-smollm2"
 
 
 save = squad.saver(RESULTS)
+
+
+def key(args, name: str) -> str:
+    """The results key of ``name`` for this run: a second run (``--run``) keeps its own numbers
+    beside the default run's, and shares the teacher's and the untuned student's."""
+    return name if args.run == DEFAULT_RUN else f"{name} [{args.run}]"
 
 
 def work_dir() -> Path:
@@ -83,6 +93,7 @@ def stage_distill(args) -> None:
         config = DistillConfig(
             teacher=args.teacher, student=args.student, data=str(work_dir() / "prompts.jsonl"),
             mode="sequence", method="full", max_new_tokens=args.max_answer, lr=args.lr,
+            teacher_answers=args.teacher_answers, keep=args.keep,
             batch_size=2, epochs=args.epochs, max_steps=args.steps, max_minutes=args.minutes,
             max_tokens=args.max_tokens, save_every=25, threads=args.threads,
             prompt=squad.prompt_config())
@@ -90,21 +101,21 @@ def stage_distill(args) -> None:
     run = Run.open(args.run)
     hist = run.history()
     info = run.info
-    save("distill", {"run": args.run, "status": info.get("status"), "steps": info.get("step"),
-                     "teacher_rows": info.get("teacher_rows"),
-                     "teacher_seconds": info.get("teacher_seconds"),
-                     "train_seconds": info.get("train_seconds"),
-                     "first_loss": hist[0]["loss"] if hist else None,
-                     "last10_loss": round(sum(h["loss"] for h in hist[-10:])
-                                          / max(1, len(hist[-10:])), 4)})
+    save(key(args, "distill"), {
+        "run": args.run, "status": info.get("status"), "steps": info.get("step"),
+        "teacher_rows": info.get("teacher_rows"), "teacher_seconds": info.get("teacher_seconds"),
+        "target_rows": info.get("target_rows", info.get("teacher_rows")),
+        "train_seconds": info.get("train_seconds"),
+        "first_loss": hist[0]["loss"] if hist else None,
+        "last10_loss": round(sum(h["loss"] for h in hist[-10:]) / max(1, len(hist[-10:])), 4)})
 
 
 def stage_export(args) -> None:
     from finetune.export import export_run
 
     res = export_run(args.run, quants=("q8_0",), mode="merged", name=args.run)
-    save("export", {"seconds": round(res.seconds, 1),
-                    "files": {k: str(v) for k, v in res.files.items()}})
+    save(key(args, "export"), {"seconds": round(res.seconds, 1),
+                               "files": {k: str(v) for k, v in res.files.items()}})
 
 
 def stage_eval(args) -> None:
@@ -119,7 +130,7 @@ def stage_eval(args) -> None:
     models = {
         "student (untuned)": lambda: TransformersChatModel(
             model_path=str(model_folder(args.student)[0]), **settings),
-        "student (distilled)": lambda: TransformersChatModel(
+        key(args, "student (distilled)"): lambda: TransformersChatModel(
             model_path=get_spec(args.run).local_path, **settings),
         "teacher": lambda: make_model(str(resolve_model(args.teacher)[1]),
                                       max_tokens=args.max_answer, threads=args.threads),
@@ -139,13 +150,13 @@ def stage_speed(args) -> None:
 
     paths = {"teacher": str(resolve_model(args.teacher)[1]),
              "student": str(resolve_model(args.student)[1])}
-    exported = json.loads(RESULTS.read_text()).get("export", {}).get("files", {}) \
+    exported = json.loads(RESULTS.read_text()).get(key(args, "export"), {}).get("files", {}) \
         if RESULTS.exists() else {}
     if "q8_0" in exported:
         paths["student (distilled, Q8_0)"] = exported["q8_0"]
     out = {label: squad.speed(p, args.threads) for label, p in paths.items()}
     out["student_vs_teacher_gen"] = round(out["student"]["gen_tps"] / out["teacher"]["gen_tps"], 2)
-    save("speed", out)
+    save(key(args, "speed"), out)
 
 
 STAGES = {"data": stage_data, "vocab": stage_vocab, "distill": stage_distill,
@@ -157,7 +168,11 @@ def main() -> None:
     p.add_argument("--stages", default=",".join(STAGES))
     p.add_argument("--teacher", default="qwen2.5-coder-0.5b")
     p.add_argument("--student", default="smollm2-135m")
-    p.add_argument("--run", default="bench-distill-smollm2")
+    p.add_argument("--run", default=DEFAULT_RUN)
+    p.add_argument("--teacher-answers", default="",
+                   help="reuse an earlier run's teacher.jsonl (the same --train-rows)")
+    p.add_argument("--keep", choices=["all", "grounded"], default="all",
+                   help="grounded: train only on answers found in the paragraph, and refusals")
     p.add_argument("--train-rows", type=int, default=400, help="training prompts")
     p.add_argument("--questions", type=int, default=200, help="held-out questions")
     p.add_argument("--max-answer", type=int, default=32, help="longest answer (teacher and eval)")

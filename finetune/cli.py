@@ -280,7 +280,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     config = DistillConfig(
         teacher=args.teacher, student=args.student, data=args.data, mode=args.mode,
         method=args.method, temperature=args.temperature, beta=args.beta,
-        max_new_tokens=args.max_new_tokens, lr=args.lr or 0.0, batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens, teacher_answers=args.teacher_answers,
+        keep=args.keep, lr=args.lr or 0.0, batch_size=args.batch_size,
         grad_accum=args.grad_accum, epochs=args.epochs, max_steps=args.steps,
         max_minutes=args.max_minutes, max_tokens=args.max_tokens, save_every=args.save_every,
         seed=args.seed, threads=args.threads, prompt=profile.prompt)
@@ -566,6 +567,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="0 forward KL, 1 reverse KL, between: generalized JSD (logit)")
     p.add_argument("--max-new-tokens", type=int, default=64,
                    help="longest teacher answer (sequence)")
+    p.add_argument("--teacher-answers", default="", metavar="JSONL",
+                   help="reuse the teacher's answers to these prompts (a run's teacher.jsonl) "
+                        "instead of asking the teacher again (sequence)")
+    p.add_argument("--keep", choices=["all", "grounded"], default="all",
+                   help="train on every teacher answer, or only on answers found word for word "
+                        "in the row's input and refusals (sequence; extractive tasks)")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--max-minutes", type=float, default=0.0)

@@ -60,6 +60,7 @@ from finetune.trainer import Trainer, TrainConfig, collate, config_dict
 Mode = Literal["auto", "logit", "sequence"]
 MODES = ("auto", "logit", "sequence")
 STUDENT_METHODS = ("full", "lora")
+KEEP = ("all", "grounded")
 
 
 class VocabularyMismatchError(AppkitError):
@@ -86,6 +87,11 @@ class DistillConfig:
         temperature: softmax temperature of both distributions (logit mode).
         beta: generalized JSD mix: 0 forward KL, 1 reverse KL (logit mode).
         max_new_tokens: longest teacher answer (sequence mode).
+        teacher_answers: a JSONL of the teacher's answers to these prompts (an earlier run's
+            ``teacher.jsonl``), used instead of asking the teacher again (sequence mode).
+        keep: which teacher answers become targets (sequence mode): ``all``, or ``grounded``:
+            only answers found word for word in the row's ``input`` and refusals (extractive
+            tasks: a wrong answer is usually one the context does not contain).
         lr: peak learning rate (0: 2e-5 full, 2e-4 LoRA, the trainer's defaults).
         batch_size: examples per micro-batch.
         grad_accum: micro-batches per optimizer step.
@@ -108,6 +114,8 @@ class DistillConfig:
     temperature: float = 1.0
     beta: float = 0.0
     max_new_tokens: int = 64
+    teacher_answers: str = ""
+    keep: Literal["all", "grounded"] = "all"
     lr: float = 0.0
     batch_size: int = 2
     grad_accum: int = 1
@@ -409,6 +417,64 @@ def teacher_answers(rows: Sequence[Example], chat_model: Any, *, prompt: PromptC
     return out
 
 
+def saved_answers(rows: Sequence[Example], path: str | os.PathLike) -> list[Example]:
+    """Each row with the teacher's answer from ``path`` (an earlier run's ``teacher.jsonl``),
+    matched by prompt and input, so a second student needs no second pass of the teacher.
+
+    Raises:
+        DataError: the file is missing or malformed, or a prompt has no answer in it (the count
+            and the first such prompt named).
+    """
+    from finetune.data import read_rows
+
+    p = Path(path)
+    answers = {(r.instruction, r.input): r.output for r in read_rows(p)[0]}
+    missing = [r for r in rows if (r.instruction, r.input) not in answers]
+    if missing:
+        raise DataError(f"{p} has no answer for {len(missing)} of the {len(rows)} prompts "
+                        f"(first: {missing[0].instruction[:60]!r}); it must hold the teacher's "
+                        "answers to this data file (a run's teacher.jsonl)")
+    return [replace(r, output=answers[(r.instruction, r.input)]) for r in rows]
+
+
+def _squeeze(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def is_grounded(row: Example) -> bool:
+    """Whether the answer is a refusal or appears word for word in the row's input (case and
+    spacing ignored, a final full stop dropped).
+
+    Example:
+        >>> is_grounded(Example("Who?", "Ada Lovelace.", input="It was Ada  Lovelace."))
+        True
+    """
+    from eval.metrics.alignment import is_refusal
+
+    answer = _squeeze(row.output).rstrip(".").strip()
+    return is_refusal(row.output) or (bool(answer) and answer in _squeeze(row.input))
+
+
+def keep_answers(rows: Sequence[Example], keep: str, *, log: Callable[[str], None] = print
+                 ) -> list[Example]:
+    """The teacher answers that become training targets under ``keep`` (see
+    :class:`DistillConfig`).
+
+    Raises:
+        AppkitError: an unknown ``keep``, or no answer passes the filter.
+    """
+    if keep not in KEEP:
+        raise AppkitError(f"unknown keep '{keep}'; use {' or '.join(KEEP)}")
+    if keep == "all":
+        return list(rows)
+    kept = [r for r in rows if is_grounded(r)]
+    if not kept:
+        raise AppkitError(f"none of the {len(rows)} teacher answers is grounded in its row's "
+                          "input; use --keep all (or rows with an 'input' context)")
+    log(f"kept {len(kept)} of {len(rows)} teacher answers (grounded in the input or refusals)")
+    return kept
+
+
 # --- the whole command -------------------------------------------------------------------------
 
 
@@ -471,10 +537,17 @@ def distill(config: DistillConfig, *, name: str = "", profile: Any = None,
     if config.mode not in MODES:
         raise AppkitError(f"unknown distillation mode '{config.mode}'; use one of "
                           f"{', '.join(MODES)}")
+    if config.keep not in KEEP:
+        raise AppkitError(f"unknown keep '{config.keep}'; use {' or '.join(KEEP)}")
     rows = read_prompts(config.data)
     name = new_model_name(config.student, "distill", name)
     mode = pick_mode(config.mode, vocabulary(config.teacher), vocabulary(config.student),
                      teacher=config.teacher, student=config.student)
+    if mode == "logit" and (config.teacher_answers or config.keep != "all"):
+        raise AppkitError("--teacher-answers and --keep apply to sequence-level distillation; "
+                          "logit mode learns from the teacher's distributions, not its answers")
+    if config.teacher_answers:
+        rows = saved_answers(rows, config.teacher_answers)  # before any run folder is made
     torch = require("torch", extra="finetune")
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     torch.manual_seed(config.seed)
@@ -496,17 +569,24 @@ def distill(config: DistillConfig, *, name: str = "", profile: Any = None,
     run = Run.create(name, info)
 
     if mode == "sequence":
-        chat = teacher_chat_model(config.teacher, max_new_tokens=config.max_new_tokens,
-                                  profile=profile)
-        log(f"the teacher {config.teacher} answers {len(rows)} prompts (greedy, at most "
-            f"{config.max_new_tokens} tokens)")
-        t0 = time.perf_counter()
-        rows = teacher_answers(rows, chat, prompt=config.prompt, log=log, progress=progress)
         from finetune.data import write_rows
 
+        t0 = time.perf_counter()
+        if not config.teacher_answers:
+            chat = teacher_chat_model(config.teacher, max_new_tokens=config.max_new_tokens,
+                                      profile=profile)
+            log(f"the teacher {config.teacher} answers {len(rows)} prompts (greedy, at most "
+                f"{config.max_new_tokens} tokens)")
+            rows = teacher_answers(rows, chat, prompt=config.prompt, log=log, progress=progress)
         write_rows(rows, run.path / "teacher.jsonl")
         run.update(teacher_seconds=round(time.perf_counter() - t0, 1),
                    teacher_rows=len(rows), teacher_file=str(run.path / "teacher.jsonl"))
+        try:
+            rows = keep_answers(rows, config.keep, log=log)
+        except AppkitError as exc:
+            raise AppkitError(f"{exc}; the teacher's answers are kept in "
+                              f"{run.path / 'teacher.jsonl'} for --teacher-answers") from None
+        run.update(target_rows=len(rows))
 
     model, tokenizer, templated = load_causal_lm(config.student, log=log)
     folder, _ = model_folder(config.student, log=log)

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from appkit.cli import main
+from appkit.errors import AppkitError
 from finetune.data import DataError, Example, encode_example
 from finetune.distill import (
     DistillConfig, LogitTrainer, VocabularyMismatchError, distill, divergence, mean_divergence,
@@ -200,3 +201,60 @@ def test_bad_data_names_the_file_and_line(tmp_path, capsys, monkeypatch):
         {"prompt": "a"}, {"question": "b", "context": "c"}, {"instruction": "d", "output": "e"}]))
     assert [(r.instruction, r.input, r.output) for r in rows] == [
         ("a", "", ""), ("b", "c", ""), ("d", "", "e")]
+
+
+def test_grounded_keeps_answers_found_in_the_input_and_refusals():
+    from finetune.distill import is_grounded, keep_answers
+
+    ctx = "The  Eiffel Tower is in Paris. It opened in 1889."
+    rows = [Example("Where?", "Paris.", input=ctx),
+            Example("When?", "the eiffel tower is", input=ctx),
+            Example("Who built it?", "Gustave Eiffel", input=ctx),
+            Example("Colour?", "The documents do not say.", input=ctx),
+            Example("No context", "Paris", input=""), Example("Empty", ".", input=ctx)]
+    assert [is_grounded(r) for r in rows] == [True, True, False, True, False, False]
+    assert keep_answers(rows, "all", log=lambda s: None) == rows
+    lines = []
+    assert [r.instruction for r in keep_answers(rows, "grounded", log=lines.append)] == [
+        "Where?", "When?", "Colour?"]
+    assert lines == ["kept 3 of 6 teacher answers (grounded in the input or refusals)"]
+    with pytest.raises(AppkitError, match="none of the 1 teacher answers is grounded"):
+        keep_answers(rows[2:3], "grounded", log=lambda s: None)
+    with pytest.raises(AppkitError, match="unknown keep 'some'; use all or grounded"):
+        keep_answers(rows, "some")
+
+
+def test_saved_teacher_answers_are_matched_by_prompt_and_input(tmp_path):
+    from finetune.data import write_rows
+    from finetune.distill import saved_answers
+
+    rows = [Example("Q1", "", input="c1"), Example("Q1", "", input="c2")]
+    saved = write_rows([Example("Q1", "from c2", input="c2"), Example("Q1", "from c1", input="c1"),
+                        Example("Q9", "unused")], tmp_path / "teacher.jsonl")
+    assert [r.output for r in saved_answers(rows, saved)] == ["from c1", "from c2"]
+    with pytest.raises(DataError, match=r"teacher.jsonl has no answer for 1 of the 2 prompts "
+                                        r"\(first: 'Q2'\)"):
+        saved_answers([rows[0], Example("Q2", "")], saved)
+    with pytest.raises(DataError, match="no such data file"):
+        saved_answers(rows, tmp_path / "missing.jsonl")
+
+
+def test_cli_reuses_a_runs_teacher_answers_and_keeps_grounded_ones(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    teacher = save_model(tmp_path / "teacher", OTHER, seed=1)
+    student = save_model(tmp_path / "student", WORDS, seed=0)
+    prompts = [{"instruction": t, "input": "the sky is blue"} for t in TEXTS]
+    data = write_jsonl(tmp_path / "train.jsonl", prompts)
+    answers = write_jsonl(tmp_path / "answers.jsonl", [
+        {**p, "output": "sky is blue" if i % 2 else "red"} for i, p in enumerate(prompts)])
+    assert _cli(tmp_path, teacher, student, data, "reuse", "--teacher-answers", str(answers),
+                "--keep", "grounded") == 0
+    out = json.loads(capsys.readouterr().out)
+    run = Run.open(out["run"])
+    assert run.info["teacher_rows"] == 8 and run.info["target_rows"] == 4
+    kept = [json.loads(line)["output"] for line in (run.path / "teacher.jsonl").open()]
+    assert kept == [a["output"] for a in map(json.loads, answers.read_text().splitlines())]
+    # logit mode learns from distributions: answers or a filter there are an error, not ignored
+    same = save_model(tmp_path / "same", WORDS, seed=1)
+    assert _cli(tmp_path, same, student, data, "x", "--keep", "grounded") == 2
+    assert "sequence-level" in capsys.readouterr().err
