@@ -171,8 +171,9 @@ def main() -> None:
     p.add_argument("--run", default=DEFAULT_RUN)
     p.add_argument("--teacher-answers", default="",
                    help="reuse an earlier run's teacher.jsonl (the same --train-rows)")
-    p.add_argument("--keep", choices=["all", "grounded"], default="all",
-                   help="grounded: train only on answers found in the paragraph, and refusals")
+    p.add_argument("--keep", choices=["all", "grounded", "spans"], default="all",
+                   help="grounded: train only on answers found in the paragraph, and refusals; "
+                        "spans: only on answers found in the paragraph")
     p.add_argument("--train-rows", type=int, default=400, help="training prompts")
     p.add_argument("--questions", type=int, default=200, help="held-out questions")
     p.add_argument("--max-answer", type=int, default=32, help="longest answer (teacher and eval)")

@@ -570,9 +570,10 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher-answers", default="", metavar="JSONL",
                    help="reuse the teacher's answers to these prompts (a run's teacher.jsonl) "
                         "instead of asking the teacher again (sequence)")
-    p.add_argument("--keep", choices=["all", "grounded"], default="all",
-                   help="train on every teacher answer, or only on answers found word for word "
-                        "in the row's input and refusals (sequence; extractive tasks)")
+    p.add_argument("--keep", choices=["all", "grounded", "spans"], default="all",
+                   help="train on every teacher answer; grounded: only on answers found word for "
+                        "word in the row's input, and refusals; spans: only the answers found "
+                        "in the input (sequence; extractive tasks)")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--max-minutes", type=float, default=0.0)

@@ -60,7 +60,7 @@ from finetune.trainer import Trainer, TrainConfig, collate, config_dict
 Mode = Literal["auto", "logit", "sequence"]
 MODES = ("auto", "logit", "sequence")
 STUDENT_METHODS = ("full", "lora")
-KEEP = ("all", "grounded")
+KEEP = ("all", "grounded", "spans")
 
 
 class VocabularyMismatchError(AppkitError):
@@ -89,9 +89,11 @@ class DistillConfig:
         max_new_tokens: longest teacher answer (sequence mode).
         teacher_answers: a JSONL of the teacher's answers to these prompts (an earlier run's
             ``teacher.jsonl``), used instead of asking the teacher again (sequence mode).
-        keep: which teacher answers become targets (sequence mode): ``all``, or ``grounded``:
-            only answers found word for word in the row's ``input`` and refusals (extractive
-            tasks: a wrong answer is usually one the context does not contain).
+        keep: which teacher answers become targets (sequence mode): ``all``; ``grounded``:
+            only answers found word for word in the row's ``input``, and refusals (extractive
+            tasks: a wrong answer is usually one the context does not contain); ``spans``: only
+            the answers found in the input (every question answerable from its input, so a
+            refusal is a teacher mistake too).
         lr: peak learning rate (0: 2e-5 full, 2e-4 LoRA, the trainer's defaults).
         batch_size: examples per micro-batch.
         grad_accum: micro-batches per optimizer step.
@@ -115,7 +117,7 @@ class DistillConfig:
     beta: float = 0.0
     max_new_tokens: int = 64
     teacher_answers: str = ""
-    keep: Literal["all", "grounded"] = "all"
+    keep: Literal["all", "grounded", "spans"] = "all"
     lr: float = 0.0
     batch_size: int = 2
     grad_accum: int = 1
@@ -441,18 +443,32 @@ def _squeeze(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def is_grounded(row: Example) -> bool:
-    """Whether the answer is a refusal or appears word for word in the row's input (case and
-    spacing ignored, a final full stop dropped).
+def in_input(row: Example) -> bool:
+    """Whether the answer appears word for word in the row's input (case and spacing ignored, a
+    final full stop dropped).
 
     Example:
-        >>> is_grounded(Example("Who?", "Ada Lovelace.", input="It was Ada  Lovelace."))
+        >>> in_input(Example("Who?", "Ada Lovelace.", input="It was Ada  Lovelace."))
+        True
+    """
+    answer = _squeeze(row.output).rstrip(".").strip()
+    return bool(answer) and answer in _squeeze(row.input)
+
+
+def is_grounded(row: Example) -> bool:
+    """Whether the answer is a refusal or appears word for word in the row's input.
+
+    Example:
+        >>> is_grounded(Example("Who?", "The documents do not say.", input="It was Ada."))
         True
     """
     from eval.metrics.alignment import is_refusal
 
-    answer = _squeeze(row.output).rstrip(".").strip()
-    return is_refusal(row.output) or (bool(answer) and answer in _squeeze(row.input))
+    return is_refusal(row.output) or in_input(row)
+
+
+_FILTERS = {"grounded": (is_grounded, "grounded in the input or refusals"),
+            "spans": (in_input, "found in the input")}
 
 
 def keep_answers(rows: Sequence[Example], keep: str, *, log: Callable[[str], None] = print
@@ -464,15 +480,20 @@ def keep_answers(rows: Sequence[Example], keep: str, *, log: Callable[[str], Non
         AppkitError: an unknown ``keep``, or no answer passes the filter.
     """
     if keep not in KEEP:
-        raise AppkitError(f"unknown keep '{keep}'; use {' or '.join(KEEP)}")
+        raise AppkitError(f"unknown keep '{keep}'; use {_choices()}")
     if keep == "all":
         return list(rows)
-    kept = [r for r in rows if is_grounded(r)]
+    passes, what = _FILTERS[keep]
+    kept = [r for r in rows if passes(r)]
     if not kept:
-        raise AppkitError(f"none of the {len(rows)} teacher answers is grounded in its row's "
-                          "input; use --keep all (or rows with an 'input' context)")
-    log(f"kept {len(kept)} of {len(rows)} teacher answers (grounded in the input or refusals)")
+        raise AppkitError(f"none of the {len(rows)} teacher answers is {what} (--keep {keep}); "
+                          "use --keep all (or rows with an 'input' context)")
+    log(f"kept {len(kept)} of {len(rows)} teacher answers ({what})")
     return kept
+
+
+def _choices() -> str:
+    return f"{', '.join(KEEP[:-1])} or {KEEP[-1]}"
 
 
 # --- the whole command -------------------------------------------------------------------------
@@ -538,7 +559,7 @@ def distill(config: DistillConfig, *, name: str = "", profile: Any = None,
         raise AppkitError(f"unknown distillation mode '{config.mode}'; use one of "
                           f"{', '.join(MODES)}")
     if config.keep not in KEEP:
-        raise AppkitError(f"unknown keep '{config.keep}'; use {' or '.join(KEEP)}")
+        raise AppkitError(f"unknown keep '{config.keep}'; use {_choices()}")
     rows = read_prompts(config.data)
     name = new_model_name(config.student, "distill", name)
     mode = pick_mode(config.mode, vocabulary(config.teacher), vocabulary(config.student),

@@ -204,7 +204,7 @@ def test_bad_data_names_the_file_and_line(tmp_path, capsys, monkeypatch):
 
 
 def test_grounded_keeps_answers_found_in_the_input_and_refusals():
-    from finetune.distill import is_grounded, keep_answers
+    from finetune.distill import in_input, is_grounded, keep_answers
 
     ctx = "The  Eiffel Tower is in Paris. It opened in 1889."
     rows = [Example("Where?", "Paris.", input=ctx),
@@ -213,14 +213,19 @@ def test_grounded_keeps_answers_found_in_the_input_and_refusals():
             Example("Colour?", "The documents do not say.", input=ctx),
             Example("No context", "Paris", input=""), Example("Empty", ".", input=ctx)]
     assert [is_grounded(r) for r in rows] == [True, True, False, True, False, False]
+    assert [in_input(r) for r in rows] == [True, True, False, False, False, False]
     assert keep_answers(rows, "all", log=lambda s: None) == rows
     lines = []
     assert [r.instruction for r in keep_answers(rows, "grounded", log=lines.append)] == [
         "Where?", "When?", "Colour?"]
     assert lines == ["kept 3 of 6 teacher answers (grounded in the input or refusals)"]
-    with pytest.raises(AppkitError, match="none of the 1 teacher answers is grounded"):
+    assert [r.instruction for r in keep_answers(rows, "spans", log=lines.append)] == [
+        "Where?", "When?"]
+    assert lines[-1] == "kept 2 of 6 teacher answers (found in the input)"
+    with pytest.raises(AppkitError, match="none of the 1 teacher answers is grounded in the "
+                                          r"input or refusals \(--keep grounded\)"):
         keep_answers(rows[2:3], "grounded", log=lambda s: None)
-    with pytest.raises(AppkitError, match="unknown keep 'some'; use all or grounded"):
+    with pytest.raises(AppkitError, match="unknown keep 'some'; use all, grounded or spans"):
         keep_answers(rows, "some")
 
 
