@@ -14,6 +14,8 @@ long run can be stopped and continued with ``--stages``):
 * ``eval``: token F1 / EM on the held-out questions (gold paragraph as context, the same prompt)
   for the untuned student and the distilled student (both float32 through transformers, so the
   only difference is the training) and the teacher (its GGUF through llama.cpp).
+* ``refusals``: the correct-refusal rate of the same three models on ``--unanswerable`` held-out
+  questions asked beside another article's paragraph (the cost of ``--keep spans``).
 * ``speed``: llama.cpp prompt and generation tokens/s of the teacher and of the student GGUFs.
 
 A second student (``--run NAME``, e.g. with ``--keep grounded --teacher-answers`` an earlier run's
@@ -118,16 +120,16 @@ def stage_export(args) -> None:
                                "files": {k: str(v) for k, v in res.files.items()}})
 
 
-def stage_eval(args) -> None:
+def _models(args) -> dict:
+    """Label -> a function that builds that chat model: untuned student, this run's distilled
+    student, teacher."""
     from appkit.models.catalogue import get_spec, resolve_model
     from appkit.models.transformers_chat import TransformersChatModel
-    from finetune.check import make_model, score_rows
-    from finetune.data import read_rows
+    from finetune.check import make_model
     from finetune.distill import model_folder
 
-    rows = read_rows(work_dir() / "heldout.jsonl")[0][:args.questions]
     settings = dict(max_tokens=args.max_answer, temperature=0.0, top_k=1, repeat_penalty=1.0)
-    models = {
+    return {
         "student (untuned)": lambda: TransformersChatModel(
             model_path=str(model_folder(args.student)[0]), **settings),
         key(args, "student (distilled)"): lambda: TransformersChatModel(
@@ -135,14 +137,41 @@ def stage_eval(args) -> None:
         "teacher": lambda: make_model(str(resolve_model(args.teacher)[1]),
                                       max_tokens=args.max_answer, threads=args.threads),
     }
-    done = json.loads(RESULTS.read_text()).get("eval", {}) if RESULTS.exists() else {}
-    for label, build in models.items():
+
+
+def _score_all(args, stage: str, rows) -> None:
+    """Score every model of :func:`_models` on ``rows`` under ``stage`` (models already scored on
+    as many rows are skipped)."""
+    from finetune.check import score_rows
+
+    done = json.loads(RESULTS.read_text()).get(stage, {}) if RESULTS.exists() else {}
+    for label, build in _models(args).items():
         if label in done and done[label]["n"] == len(rows):
             continue
         t0 = time.perf_counter()
-        s = score_rows(build(), rows, prompt=squad.prompt_config(), desc=label)
+        s = score_rows(build(), rows, prompt=squad.prompt_config(), desc=f"{stage}: {label}")
         done[label] = {**s.summary(), "seconds": round(time.perf_counter() - t0, 1)}
-        save("eval", done)
+        save(stage, done)
+
+
+def stage_eval(args) -> None:
+    from finetune.data import read_rows
+
+    _score_all(args, "eval", read_rows(work_dir() / "heldout.jsonl")[0][:args.questions])
+
+
+def stage_refusals(args) -> None:
+    """The held-out questions again, each beside another article's paragraph: the right answer
+    is a refusal, so ``refusal_rate`` is the correct-refusal rate (F1 against the refusal text
+    means nothing here)."""
+    from finetune.check import REFUSAL
+    from finetune.data import Example, read_rows
+    from finetune.dpo import auto_pairs
+
+    rows = read_rows(work_dir() / "heldout.jsonl")[0][:args.questions]
+    probes = [Example(p.question, REFUSAL, input=p.context)
+              for p in auto_pairs(rows, seed=0, answerable=False)][:args.unanswerable]
+    _score_all(args, "refusals", probes)
 
 
 def stage_speed(args) -> None:
@@ -160,7 +189,8 @@ def stage_speed(args) -> None:
 
 
 STAGES = {"data": stage_data, "vocab": stage_vocab, "distill": stage_distill,
-          "export": stage_export, "eval": stage_eval, "speed": stage_speed}
+          "export": stage_export, "eval": stage_eval, "refusals": stage_refusals,
+          "speed": stage_speed}
 
 
 def main() -> None:
@@ -176,6 +206,8 @@ def main() -> None:
                         "spans: only on answers found in the paragraph")
     p.add_argument("--train-rows", type=int, default=400, help="training prompts")
     p.add_argument("--questions", type=int, default=200, help="held-out questions")
+    p.add_argument("--unanswerable", type=int, default=100,
+                   help="held-out questions asked beside an unrelated paragraph (refusals)")
     p.add_argument("--max-answer", type=int, default=32, help="longest answer (teacher and eval)")
     p.add_argument("--max-tokens", type=int, default=384, help="tokens per training text")
     p.add_argument("--lr", type=float, default=2e-5)
