@@ -49,6 +49,13 @@ RESULTS = OUT / "results.json"
 
 
 save = squad.saver(RESULTS)
+DEFAULT_NAME = "bench-prune-smollm2"
+
+
+def key(args, name: str) -> str:
+    """The results key of ``name``: another pruned model (``--name``) keeps its numbers beside
+    the default one's, and shares the original's and the reference's."""
+    return name if args.name == DEFAULT_NAME else f"{name} [{args.name}]"
 
 
 def work_dir() -> Path:
@@ -78,7 +85,7 @@ def stage_prune(args) -> None:
 
     try:
         spec = get_spec(args.name)
-        save("prune", {"model": args.name, "note": "already pruned", **spec.lineage})
+        save(key(args, "prune"), {"model": args.name, "note": "already pruned", **spec.lineage})
         return
     except Exception:  # noqa: BLE001 - not registered yet: prune it
         pass
@@ -90,7 +97,7 @@ def stage_prune(args) -> None:
     result = prune(config, name=args.name)
     r = result.report.to_dict()
     r.pop("removed")
-    save("prune", {"model": args.name, **r, "seconds": round(result.seconds, 1)})
+    save(key(args, "prune"), {"model": args.name, **r, "seconds": round(result.seconds, 1)})
 
 
 def _chat(path: str, args):
@@ -104,7 +111,7 @@ REFERENCE = "original + the same training"
 
 
 def _reference_dir(args) -> Path:
-    return work_dir() / f"{args.name}-reference"
+    return work_dir() / args.reference
 
 
 def stage_reference(args) -> None:
@@ -112,7 +119,7 @@ def stage_reference(args) -> None:
     from finetune.runs import Run, runs_dir
     from finetune.trainer import TrainConfig, train
 
-    name = f"{args.name}-reference"
+    name = args.reference
     if not (runs_dir() / name).exists():
         # the recovery's own settings (finetune.prune.prune builds the same TrainConfig)
         config = TrainConfig(
@@ -145,7 +152,7 @@ def _paths(args, *, reference: bool = False) -> dict[str, str]:
 
     paths = {"original": str(model_folder(args.model)[0])}
     try:
-        paths["pruned"] = get_spec(args.name).local_path
+        paths[key(args, "pruned")] = get_spec(args.name).local_path
     except ModelNotAvailableError:
         if not reference:  # speed compares the two; eval scores what there is
             raise
@@ -207,15 +214,15 @@ def stage_speed(args) -> None:
     pruned = export_run(args.name, quants=("q4_k_m",)).files["q4_k_m"]
     out["original (llama.cpp Q4_K_M)"] = {**squad.speed(str(original), args.threads),
                                           "size_mb": round(original.stat().st_size / 1e6, 1)}
-    out["pruned (llama.cpp Q4_K_M)"] = {**squad.speed(str(pruned), args.threads),
-                                        "size_mb": round(pruned.stat().st_size / 1e6, 1)}
+    label = key(args, "pruned")
+    out[f"{label} (llama.cpp Q4_K_M)"] = {**squad.speed(str(pruned), args.threads),
+                                          "size_mb": round(pruned.stat().st_size / 1e6, 1)}
     f16.unlink()
-    for backend, a, b in (("transformers", "original (transformers fp32)",
-                           "pruned (transformers fp32)"),
-                          ("llama_cpp", "original (llama.cpp Q4_K_M)",
-                           "pruned (llama.cpp Q4_K_M)")):
-        out[f"pruned_vs_original_gen_{backend}"] = round(out[b]["gen_tps"] / out[a]["gen_tps"], 2)
-    save("speed", out)
+    for backend, suffix in (("transformers", "(transformers fp32)"),
+                            ("llama_cpp", "(llama.cpp Q4_K_M)")):
+        a, b = out[f"original {suffix}"], out[f"{label} {suffix}"]
+        out[f"pruned_vs_original_gen_{backend}"] = round(b["gen_tps"] / a["gen_tps"], 2)
+    save(key(args, "speed"), out)
 
 
 STAGES = {"data": stage_data, "prune": stage_prune, "reference": stage_reference,
@@ -226,7 +233,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--stages", default=",".join(STAGES))
     p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--name", default="bench-prune-smollm2")
+    p.add_argument("--name", default=DEFAULT_NAME)
+    p.add_argument("--reference", default=f"{DEFAULT_NAME}-reference",
+                   help="the unpruned model's training run (shared by every --name)")
     p.add_argument("--what", choices=["layers", "heads", "mlp"], default="mlp")
     p.add_argument("--ratio", type=float, default=0.45,
                    help="mlp 0.45 or layers 0.34: >= 25%% fewer parameters for SmolLM2-135M")
