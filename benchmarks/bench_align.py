@@ -53,7 +53,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_finetune_squad import (  # noqa: E402
-    TEMPLATE, load_results, prompt_config as squad_prompt, run_stages, saver, split_squad)
+    TEMPLATE, load_results, loss_summary, prompt_config as squad_prompt, run_stages, saver,
+    split_squad)
 
 OUT = REPO / "benchmarks" / "out" / "align"
 DATA = OUT / "data"
@@ -255,9 +256,7 @@ def stage_sft(args) -> None:
     save("sft", {"run": SFT, "data": data.name, "steps": run.info.get("step"),
                  "seconds": run.info.get("train_seconds"),
                  "s_per_step": round(sum(h["step_s"] for h in hist) / max(1, len(hist)), 2),
-                 "first_loss": hist[0]["loss"] if hist else None,
-                 "last10_loss": round(sum(h["loss"] for h in hist[-10:])
-                                      / max(1, len(hist[-10:])), 4)})
+                 **loss_summary(hist)})
 
 
 # --- RL ------------------------------------------------------------------------------------------

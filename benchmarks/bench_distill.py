@@ -50,9 +50,9 @@ save = squad.saver(RESULTS)
 
 
 def key(args, name: str) -> str:
-    """The results key of ``name`` for this run: a second run (``--run``) keeps its own numbers
-    beside the default run's, and shares the teacher's and the untuned student's."""
-    return name if args.run == DEFAULT_RUN else f"{name} [{args.run}]"
+    """The results key of ``name`` for this run (the teacher's and the untuned student's are
+    shared by every run)."""
+    return squad.run_key(name, args.run, DEFAULT_RUN)
 
 
 def work_dir() -> Path:
@@ -107,9 +107,7 @@ def stage_distill(args) -> None:
         "run": args.run, "status": info.get("status"), "steps": info.get("step"),
         "teacher_rows": info.get("teacher_rows"), "teacher_seconds": info.get("teacher_seconds"),
         "target_rows": info.get("target_rows", info.get("teacher_rows")),
-        "train_seconds": info.get("train_seconds"),
-        "first_loss": hist[0]["loss"] if hist else None,
-        "last10_loss": round(sum(h["loss"] for h in hist[-10:]) / max(1, len(hist[-10:])), 4)})
+        "train_seconds": info.get("train_seconds"), **squad.loss_summary(hist)})
 
 
 def stage_export(args) -> None:

@@ -62,6 +62,19 @@ def saver(results: Path):
     return save
 
 
+def loss_summary(history: list[dict]) -> dict:
+    """A run's first loss and the mean of its last ten logged losses."""
+    last = history[-10:]
+    return {"first_loss": history[0]["loss"] if history else None,
+            "last10_loss": round(sum(h["loss"] for h in last) / max(1, len(last)), 4)}
+
+
+def run_key(name: str, run: str, default: str) -> str:
+    """The results key of stage ``name`` for ``run``: a run other than the script's ``default``
+    keeps its numbers under ``"<name> [<run>]"`` beside the default run's."""
+    return name if run == default else f"{name} [{run}]"
+
+
 def save(key: str, value) -> None:
     """Record one stage's result in the current ``RESULTS`` file (``--results`` may change it)."""
     saver(RESULTS)(key, value)
@@ -132,8 +145,7 @@ def stage_train(args) -> None:
                    "stopped_by": info.get("stopped_by"), "steps": info.get("step"),
                    "seconds": info.get("train_seconds"),
                    "s_per_step": round(sum(h["step_s"] for h in hist) / max(1, len(hist)), 2),
-                   "first_loss": hist[0]["loss"] if hist else None,
-                   "last10_loss": round(sum(h["loss"] for h in hist[-10:]) / max(1, len(hist[-10:])), 4),
+                   **loss_summary(hist),
                    "examples_seen": info.get("step", 0) * 2})
 
 

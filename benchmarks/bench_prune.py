@@ -53,9 +53,9 @@ DEFAULT_NAME = "bench-prune-smollm2"
 
 
 def key(args, name: str) -> str:
-    """The results key of ``name``: another pruned model (``--name``) keeps its numbers beside
-    the default one's, and shares the original's and the reference's."""
-    return name if args.name == DEFAULT_NAME else f"{name} [{args.name}]"
+    """The results key of ``name`` for this pruned model (the original's and the reference's
+    are shared by every ``--name``)."""
+    return squad.run_key(name, args.name, DEFAULT_NAME)
 
 
 def work_dir() -> Path:
@@ -140,9 +140,7 @@ def stage_reference(args) -> None:
     save("reference", {"run": name, "status": run.info.get("status"),
                        "steps": run.info.get("step"),
                        "train_seconds": run.info.get("train_seconds"),
-                       "first_loss": hist[0]["loss"] if hist else None,
-                       "last10_loss": round(sum(h["loss"] for h in hist[-10:])
-                                            / max(1, len(hist[-10:])), 4)})
+                       **squad.loss_summary(hist)})
 
 
 def _paths(args, *, reference: bool = False) -> dict[str, str]:
