@@ -266,18 +266,20 @@ def stage_rl(args) -> None:
     from finetune.runs import Run
 
     if not run_exists(RL):
-        appkit("align", "rl", "--policy", SFT, "--reward", RM, "--rule", "citation",
+        rules = [a for r in args.rl_rules.split(",") for a in ("--rule", r.strip())]
+        appkit("align", "rl", "--policy", SFT, "--reward", RM, *rules,
                "--prompts", str(DATA / "rl_prompts.jsonl"),
                "--unanswerable", str(args.rl_unanswerable), "--rule-weight", str(args.rule_weight),
                "--kl-budget", str(args.kl_budget), "--beta", str(args.beta),
                "--steps", str(args.rl_steps), "--lr", str(args.rl_lr),
-               "--batch-size", "4", "--generations", "4", "--max-tokens", "32",
+               "--batch-size", str(args.rl_batch), "--generations", "4", "--max-tokens", "32",
                "--threads", str(args.threads), "--name", RL, "--json", log="rl.log")
     run = Run.open(RL)
     info = run.info
     hist = run.history()
     half = max(1, len(hist) // 4)
     save(RL_LABEL, {"run": RL, "unanswerable": args.rl_unanswerable,
+                    "rules": info.get("rules"), "batch_size": args.rl_batch,
                     "rule_weight": args.rule_weight, "status": info.get("status"),
                     "steps": info.get("step"),
                 "stopped": info.get("stopped"), "seconds": info.get("train_seconds"),
@@ -586,7 +588,11 @@ def main() -> None:
     p.add_argument("--rl-lr", type=float, default=5e-5)
     p.add_argument("--rl-unanswerable", type=float, default=0.3,
                    help="unanswerable RL prompts added, as a share of the answerable ones")
-    p.add_argument("--rule-weight", type=float, default=1.0, help="weight of the citation rule")
+    p.add_argument("--rule-weight", type=float, default=1.0, help="weight of the rule rewards")
+    p.add_argument("--rl-rules", default="citation",
+                   help="rule rewards, comma-separated (citation, refusal, length)")
+    p.add_argument("--rl-batch", type=int, default=4,
+                   help="samples per RL step (--rl-batch / 4 prompts of 4 generations)")
     p.add_argument("--rl-tag", default="", help="suffix of a second RL run from the same SFT")
     p.add_argument("--rm-tag", default="", help="suffix of a second MiniLM reward model")
     p.add_argument("--beta", type=float, default=0.05)

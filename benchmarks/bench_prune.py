@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -89,11 +88,16 @@ def stage_prune(args) -> None:
         return
     except Exception:  # noqa: BLE001 - not registered yet: prune it
         pass
-    config = PruneConfig(model=args.model, data=str(work_dir() / "train.jsonl"),
+    model = args.model
+    if args.prune_trained:
+        if _reference_dir(args) is None:
+            raise SystemExit("--prune-trained prunes the reference: run --stages reference first")
+        model = _reference_model(args)
+    config = PruneConfig(model=model, data=str(work_dir() / "train.jsonl"),
                          ratio=args.ratio, what=args.what, samples=args.samples,
                          batch_size=2, max_tokens=args.max_tokens,
-                         recover_steps=args.recover_steps, lr=args.lr, threads=args.threads,
-                         prompt=squad.prompt_config())
+                         recover_steps=args.recover_steps, teacher=args.teacher, lr=args.lr,
+                         threads=args.threads, prompt=squad.prompt_config())
     result = prune(config, name=args.name)
     r = result.report.to_dict()
     r.pop("removed")
@@ -110,12 +114,25 @@ def _chat(path: str, args):
 REFERENCE = "original + the same training"
 
 
-def _reference_dir(args) -> Path:
-    return work_dir() / args.reference
+def _reference_model(args) -> str:
+    """The reference's catalogue name (``appkit finetune export RUN --mode transformers``)."""
+    return f"{args.reference}-transformers"
+
+
+def _reference_dir(args) -> Path | None:
+    from appkit.errors import ModelNotAvailableError
+    from appkit.models.catalogue import get_spec
+
+    try:
+        return Path(get_spec(_reference_model(args)).local_path)
+    except ModelNotAvailableError:
+        return None
 
 
 def stage_reference(args) -> None:
-    """Fully fine-tune the unpruned model exactly as ``prune`` recovers the pruned one."""
+    """Fully fine-tune the unpruned model exactly as ``prune`` recovers the pruned one, and
+    register it as a transformers model (so it can be scored, and pruned in turn)."""
+    from finetune.export import export_run
     from finetune.runs import Run, runs_dir
     from finetune.trainer import TrainConfig, train
 
@@ -129,16 +146,11 @@ def stage_reference(args) -> None:
             prompt=squad.prompt_config())
         train(config, name=name)
     run = Run.open(name)
-    # a transformers folder: the base's config and tokenizer, the run's final weights
-    folder = _reference_dir(args)
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in Path(run.info["hf_dir"]).iterdir():
-        if f.is_file() and f.suffix not in (".safetensors", ".bin"):
-            shutil.copy2(f, folder / f.name)
-    shutil.copy2(run.final_dir / "model.safetensors", folder / "model.safetensors")
+    if _reference_dir(args) is None:
+        export_run(run, mode="transformers")
     hist = run.history()
-    save("reference", {"run": name, "status": run.info.get("status"),
-                       "steps": run.info.get("step"),
+    save("reference", {"run": name, "model": _reference_model(args),
+                       "status": run.info.get("status"), "steps": run.info.get("step"),
                        "train_seconds": run.info.get("train_seconds"),
                        **squad.loss_summary(hist)})
 
@@ -154,7 +166,7 @@ def _paths(args, *, reference: bool = False) -> dict[str, str]:
     except ModelNotAvailableError:
         if not reference:  # speed compares the two; eval scores what there is
             raise
-    if reference and (_reference_dir(args) / "model.safetensors").exists():
+    if reference and _reference_dir(args) is not None:
         paths[REFERENCE] = str(_reference_dir(args))
     return paths
 
@@ -241,6 +253,11 @@ def main() -> None:
     p.add_argument("--train-rows", type=int, default=800)
     p.add_argument("--questions", type=int, default=200, help="held-out questions")
     p.add_argument("--recover-steps", type=int, default=300)
+    p.add_argument("--prune-trained", action="store_true",
+                   help="prune the reference (the original fine-tuned on the training rows) "
+                        "instead of the untuned original")
+    p.add_argument("--teacher", default="",
+                   help="recovery by logit distillation: 'original' (the model before pruning)")
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--max-answer", type=int, default=32)
     p.add_argument("--max-tokens", type=int, default=384)

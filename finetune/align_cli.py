@@ -182,20 +182,20 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def _rl_rewards(reward: str, rules: list[str], rule_weight: float) -> tuple[list[Any], list[float]]:
     from appkit.models.reward import load_reward_model
-    from finetune.rl import citation_reward, length_penalty, reward_model_reward
+    from finetune.rl import citation_reward, length_penalty, refusal_penalty, reward_model_reward
 
     funcs, weights = [], []
     if reward:
         funcs.append(reward_model_reward(load_reward_model(reward)))
         weights.append(1.0)
-    known = {"citation": citation_reward, "length": length_penalty}
+    known = {"citation": citation_reward, "refusal": refusal_penalty, "length": length_penalty}
     for rule in rules:
         if rule not in known:
             raise AppkitError(f"unknown rule reward '{rule}'; use {', '.join(known)}")
         funcs.append(known[rule])
         weights.append(rule_weight)
     if not funcs:
-        raise AppkitError("no reward: give --reward RM and/or --rule citation/--rule length")
+        raise AppkitError("no reward: give --reward RM and/or --rule citation/refusal/length")
     return funcs, weights
 
 
@@ -393,8 +393,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", default="", help="the finished LoRA run to continue")
     p.add_argument("--prompts", default="", help="QA rows (finetune prepare's train.jsonl)")
     p.add_argument("--reward", default="", help="reward model (catalogue name or folder)")
-    p.add_argument("--rule", action="append", choices=["citation", "length"],
-                   help="rule reward (repeatable): citation present and correct, length penalty")
+    p.add_argument("--rule", action="append", choices=["citation", "refusal", "length"],
+                   help="rule reward (repeatable): citation present and correct, -1 for refusing "
+                        "an answerable question, length penalty")
     p.add_argument("--rule-weight", type=float, default=1.0)
     p.add_argument("--beta", type=float, default=0.05, help="KL penalty weight")
     p.add_argument("--kl-budget", type=float, default=0.5, help="stop when KL exceeds (0: never)")

@@ -316,8 +316,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     config = PruneConfig(
         model=args.model, data=args.data, ratio=args.ratio, what=args.what,
         samples=args.samples, batch_size=args.batch_size, max_tokens=args.max_tokens,
-        recover_steps=args.recover_steps, lr=args.lr, seed=args.seed, threads=args.threads,
-        prompt=profile.prompt)
+        recover_steps=args.recover_steps, teacher=args.teacher, lr=args.lr, seed=args.seed,
+        threads=args.threads, prompt=profile.prompt)
     log = _progress_log(args)
     result = prune(config, name=args.name, log=log, progress=not args.json)
     r = result.report
@@ -595,6 +595,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="decoder layers, attention heads (whole KV groups) or MLP channels")
     p.add_argument("--recover-steps", type=int, default=0,
                    help="full fine-tuning steps on the data after pruning (0: none)")
+    p.add_argument("--teacher", default="",
+                   help="recover by logit distillation instead of on the answers: 'original' "
+                        "(the model before pruning) or a model with the same vocabulary")
     p.add_argument("--name", default="", help="model name (default: MODEL-pruned-WHAT-TIME)")
     p.add_argument("--samples", type=int, default=32, help="rows used to measure importance")
     p.add_argument("--lr", type=float, default=2e-5, help="recovery learning rate")
@@ -624,8 +627,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--quant", default="q8_0",
                    help="f16, q8_0, q4_k_m (comma-separated); q4_k_m can undo much of a merged LoRA")
     p.add_argument("--mode", choices=["merged", "lora", "transformers"], default="merged",
-                   help="merged GGUF, GGUF LoRA adapter, or the peft adapter served through "
-                        "transformers (prompt and prefix tuning)")
+                   help="merged GGUF, GGUF LoRA adapter, or served through transformers: a "
+                        "peft adapter (prompt and prefix tuning) or a full run's whole weights "
+                        "(e.g. to prune the fine-tuned model)")
     p.add_argument("--name", default="", help="catalogue name prefix (default: the run name)")
     p.set_defaults(func=cmd_export)
 

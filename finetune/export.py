@@ -730,52 +730,68 @@ def export_pruned(model: ModelSpec | str, *, quants: Sequence[str] = ("q4_k_m",)
 
 def export_transformers(run: Run, *, name: str = "", register: bool = True,
                         log: Callable[[str], None] = print) -> ExportResult:
-    """Register a PEFT run as a transformers model: its adapter over the float32 base.
+    """Register a PEFT or full run as a transformers model, served without llama.cpp.
 
-    The adapter is copied into ``exports/NAME`` (through a ``.partial`` folder) and registered as
-    ``NAME-transformers`` (format ``hf``), which ``chat.model`` can name; the app serves it with
+    A PEFT run's adapter is copied into ``exports/NAME/adapter`` and registered over the float32
+    base; a full run's final weights become a whole transformers folder
+    ``exports/NAME/transformers`` (the base's config and tokenizer beside them), for example to
+    prune the fine-tuned model (``appkit finetune prune --model NAME-transformers``). Either is
+    written through a ``.partial`` folder and registered as ``NAME-transformers`` (format
+    ``hf``) with lineage ``base``, which ``chat.model`` can name; the app serves it with
     :class:`~appkit.models.transformers_chat.TransformersChatModel`.
 
     Raises:
-        ExportError: not a PEFT run, no final adapter, or the float32 base is gone.
+        ExportError: a LoRA-free method other than full, no final weights, or the float32 base
+            is gone.
     """
     from finetune.peft_methods import is_peft
 
     info = run.info
     method = info.get("method", "lora")
-    if not is_peft(method):
+    if not (is_peft(method) or method == "full"):
         raise ExportError(f"run '{run.name}' is a {method} run; --mode transformers exports PEFT "
-                          "adapters (use --mode merged for it)")
-    if not (run.final_dir / "adapter_config.json").exists():
-        raise ExportError(f"run '{run.name}' has no final adapter ({info.get('status')})")
+                          "adapters and full runs (use --mode merged for it)")
+    final = "adapter_config.json" if is_peft(method) else "model.safetensors"
+    if not (run.final_dir / final).exists():
+        what = "adapter" if is_peft(method) else "weights"
+        raise ExportError(f"run '{run.name}' has no final {what} ({info.get('status')})")
     hf_dir = Path(info.get("hf_dir", ""))
     if not (hf_dir / "config.json").exists():
         raise ExportError(f"the float32 base {hf_dir} of run '{run.name}' is gone; train again")
     start = time.perf_counter()
     name = name or run.name
     folder = exports_dir() / name
+    part = "adapter" if is_peft(method) else "transformers"
     tmp = exports_dir() / f".{name}.{os.getpid()}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        shutil.copytree(run.final_dir, tmp / "adapter")
+        if is_peft(method):
+            shutil.copytree(run.final_dir, tmp / part)
+        else:  # the base's config and tokenizer, the run's weights
+            shutil.copytree(hf_dir, tmp / part, ignore=shutil.ignore_patterns(
+                "*.safetensors", "*.bin", "*.pt"))
+            shutil.copy2(run.final_dir / final, tmp / part / final)
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(folder / "adapter", ignore_errors=True)
-        os.replace(tmp / "adapter", folder / "adapter")
+        shutil.rmtree(folder / part, ignore_errors=True)
+        os.replace(tmp / part, folder / part)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     base_spec = get_spec(info["base"])
-    adapter = folder / "adapter"
+    out = folder / part
+    lineage = {"base": base_spec.name, "run": run.name, "method": method,
+               "data": info.get("data"), "data_hash": info.get("data_hash"),
+               "steps": info.get("step"), "metrics": info.get("metrics", {}),
+               "mode": "transformers", "exported": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if is_peft(method):
+        lineage["adapter_path"] = str(out)
     spec = ModelSpec(
-        name=f"{name}-transformers", role=base_spec.role, format="hf", local_path=str(hf_dir),
-        size=sum(f.stat().st_size for f in adapter.iterdir()),
-        lineage={"base": base_spec.name, "run": run.name, "method": method,
-                 "data": info.get("data"), "data_hash": info.get("data_hash"),
-                 "steps": info.get("step"), "metrics": info.get("metrics", {}),
-                 "mode": "transformers", "adapter_path": str(adapter),
-                 "exported": time.strftime("%Y-%m-%dT%H:%M:%S")},
-        description=f"{run.name} on {base_spec.name} ({method}), served through transformers: "
-                    "a GGUF cannot hold it")
+        name=f"{name}-transformers", role=base_spec.role, format="hf",
+        local_path=str(hf_dir if is_peft(method) else out),
+        size=sum(f.stat().st_size for f in out.iterdir() if f.is_file()), lineage=lineage,
+        description=f"{run.name} on {base_spec.name} ({method}), served through transformers"
+                    + (": a GGUF cannot hold it" if is_peft(method) else ""))
     model = register_model(spec, persist=True) if register else spec
-    log(f"{model.name}: {method} adapter over {hf_dir.name}, served through transformers")
+    log(f"{model.name}: {method} " + (f"adapter over {hf_dir.name}" if is_peft(method) else
+                                      f"weights in {out}") + ", served through transformers")
     run.update(exports={**info.get("exports", {}), model.name: model.local_path})
-    return ExportResult([model], folder, {"adapter": adapter}, time.perf_counter() - start)
+    return ExportResult([model], folder, {part: out}, time.perf_counter() - start)

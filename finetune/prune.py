@@ -24,6 +24,14 @@ reloads with ``AutoModelForCausalLM.from_pretrained``.
 
 An optional **recovery** fine-tune (``recover_steps``) trains every weight of the pruned model
 on the data for a few steps with :class:`~finetune.trainer.Trainer` (a run with a loss curve).
+By default it learns the rows' answers; with ``teacher`` it learns instead to match a teacher's
+next-token distributions on every token of the rows (logit distillation,
+:class:`~finetune.distill.LogitTrainer`): ``teacher="original"`` is the model as it was before
+pruning (a copy kept in memory), the usual way to recover a pruned model (Sreenivas et al. 2024,
+"LLM Pruning and Distillation in Practice: The Minitron Approach"); any other value names a
+model with the same vocabulary. On SQuAD, pruning the model already fine-tuned on the task lost
+less than pruning the untuned one and training both the same way, and recovery on the answers
+beat distillation over 300 steps (``benchmarks/RESULTS_small.md``).
 
 **Unstructured magnitude pruning** (:func:`magnitude_prune`, ``torch.nn.utils.prune``) is
 reported beside it for comparison: it zeroes the smallest weights but removes nothing. llama.cpp
@@ -85,6 +93,9 @@ class PruneConfig:
         batch_size: rows per importance batch and per training micro-batch.
         max_tokens: tokens per text.
         recover_steps: full fine-tuning steps after pruning (0: none).
+        teacher: recovery by logit distillation from this model instead of training on the
+            rows' answers: ``original`` (the model before pruning) or a model with the same
+            vocabulary (a catalogue name or a transformers folder); empty: the answers.
         lr: recovery learning rate.
         seed: recovery data order.
         threads: torch CPU threads (0: every core).
@@ -99,6 +110,7 @@ class PruneConfig:
     batch_size: int = 4
     max_tokens: int = 256
     recover_steps: int = 0
+    teacher: str = ""
     lr: float = 2e-5
     seed: int = 0
     threads: int = 0
@@ -489,6 +501,17 @@ def magnitude_prune(model: Any, ratio: float) -> MagnitudeReport:
 # --- the whole command -------------------------------------------------------------------------
 
 
+ORIGINAL = "original"
+
+
+def _recovery(config: PruneConfig) -> str:
+    """How recovery learns, for the run and the lineage."""
+    if not config.teacher:
+        return "the rows' answers"
+    return ("logit distillation from the model before pruning" if config.teacher == ORIGINAL
+            else f"logit distillation from {config.teacher}")
+
+
 @dataclass
 class PruneResult:
     """How a pruning ended: the report, the registered model, the recovery run (if any)."""
@@ -521,7 +544,8 @@ def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = p
     """
     from finetune.base import model_folder, new_model_name
     from finetune.data import data_hash, encode_example
-    from finetune.distill import load_causal_lm, read_prompts, save_student
+    from finetune.distill import (LogitTrainer, load_causal_lm, read_prompts, save_student,
+                                  vocabulary)
     from finetune.runs import Run
 
     if config.what not in WHATS:
@@ -529,8 +553,18 @@ def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = p
     if not 0 < config.ratio < 1:
         raise PruneError(f"--ratio must be between 0 and 1 (the share of {config.what} removed), "
                          f"got {config.ratio}")
+    if config.teacher and config.recover_steps <= 0:
+        raise PruneError(f"--teacher {config.teacher} distills during recovery; give "
+                         "--recover-steps too")
     rows = read_prompts(config.data)
     name = new_model_name(config.model, f"pruned-{config.what}", name)
+    if config.teacher and config.teacher != ORIGINAL:
+        teacher_vocab, vocab = vocabulary(config.teacher), vocabulary(config.model)
+        if teacher_vocab != vocab:
+            raise PruneError(
+                f"--teacher {config.teacher} has another vocabulary than {config.model} "
+                f"({len(teacher_vocab)} vs {len(vocab)} tokens); recovery distills logits, so "
+                "use --teacher original, or no --teacher to recover on the answers")
     torch = require("torch", extra="finetune")
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -554,6 +588,11 @@ def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = p
         magnitude = magnitude_prune(twin, config.ratio)
         magnitude.loss = mean_loss(twin, answers)
         del twin
+    teacher = None
+    if config.teacher == ORIGINAL:
+        teacher = copy.deepcopy(model)
+    elif config.teacher:
+        teacher = load_causal_lm(config.teacher, log=log)[0]
     log(f"measuring {config.what} importance on {min(len(rows), config.samples)} rows")
     removed = prune_model(model, batches, config.what, config.ratio)
     report = PruneReport(config.what, config.ratio, removed, before, count_params(model),
@@ -576,15 +615,21 @@ def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = p
             seed=config.seed, threads=config.threads, prompt=config.prompt)
         run = Run.create(name, {**info, "method": "full", "rows": len(rows),
                                 "prune": {"what": config.what, "ratio": config.ratio},
+                                "recovery": _recovery(config),
                                 "config": train_config.to_dict()})
         for p in model.parameters():
             p.requires_grad_(True)
-        trainer = Trainer(model, encoded, train_config, run, pad_id=tokenizer.pad_token_id,
-                          log=log, progress=progress)
+        trainer = (LogitTrainer(model, teacher, encoded, train_config, run,
+                                pad_id=tokenizer.pad_token_id, log=log, progress=progress)
+                   if teacher is not None else
+                   Trainer(model, encoded, train_config, run, pad_id=tokenizer.pad_token_id,
+                           log=log, progress=progress))
         trainer.fit()
         model = trainer.model.to("cpu")
+        del teacher, trainer
         report.loss_after = mean_loss(model, answers)
-        log(f"recovered for {config.recover_steps} steps: loss {report.loss_after:.3f}")
+        log(f"recovered for {config.recover_steps} steps ({_recovery(config)}): "
+            f"loss {report.loss_after:.3f}")
 
     folder = save_student(model, tokenizer, name, log=log)
     from appkit.models.catalogue import ModelSpec, register_model
@@ -596,6 +641,7 @@ def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = p
         lineage={**info, "pruned": config.what, "ratio": config.ratio,
                  "removed": removed, "params_before": before,
                  "params_after": report.params_after, "recovery_steps": config.recover_steps,
+                 "recovery": _recovery(config) if config.recover_steps > 0 else None,
                  "run": run.name if run is not None else None,
                  "pruned_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
         description=f"{base} with {config.ratio:.0%} of its {config.what} pruned "

@@ -88,6 +88,29 @@ def citation_reward(completions: Sequence[Any], sources: Sequence[int] | None = 
     return out
 
 
+def refusal_penalty(completions: Sequence[Any], answerable: Sequence[bool] | None = None,
+                    **_: Any) -> list[float]:
+    """-1 for refusing a question its sources answer, else 0.
+
+    Beside :func:`citation_reward` it makes a refusal of an answerable question cost more than
+    a wrong cited answer: without it, RL that learns to refuse unanswerable questions tends to
+    refuse answerable ones too, since the refusal is one short string whose probability rises
+    everywhere at once (``benchmarks/RESULTS_align.md``).
+
+    Args:
+        completions: the sampled answers.
+        answerable: per row, whether its sources hold the answer (default: all do).
+
+    Example:
+        >>> refusal_penalty(["The documents do not say.", "Paris [1]"], answerable=[True, True])
+        [-1.0, 0.0]
+    """
+    from eval.metrics.alignment import is_refusal
+
+    return [-1.0 if (answerable is None or answerable[i]) and is_refusal(_text(c)) else 0.0
+            for i, c in enumerate(completions)]
+
+
 def length_penalty(completions: Sequence[Any], *, limit: int = 400, per_char: float = 0.002,
                    **_: Any) -> list[float]:
     """``-per_char`` for every character past ``limit`` (long answers are not better answers)."""

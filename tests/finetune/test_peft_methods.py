@@ -203,10 +203,42 @@ def test_export_transformers_registers_a_model_the_app_can_use(tmp_path):
     assert isinstance(llm.invoke("What is it ?").content, str)
 
 
-def test_export_transformers_refuses_full_runs(tmp_path, make_tiny):
+def test_export_transformers_writes_a_full_run_whole(tmp_path):
+    """A full run becomes a whole transformers folder (base config and tokenizer, the run's
+    weights) with lineage to its GGUF base, so a model pruned from it can still export a GGUF."""
+    from appkit.config import Profile
+    from appkit.models import make_chat_model
+    from appkit.models.catalogue import get_spec
+    from finetune.export import export_run, gguf_base
+    from tests.models.test_transformers_chat import save_tiny_model
+
+    transformers = pytest.importorskip("transformers")
+    hf_dir = save_tiny_model(tmp_path / "base-hf")
+    run = Run.create("whole", {"base": "smollm2-135m", "method": "full", "hf_dir": str(hf_dir),
+                               "data_hash": "abc"}, root=tmp_path)
+    with pytest.raises(ExportError, match="no final weights"):
+        export_run(run, mode="transformers")
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(hf_dir))
+    with torch.no_grad():
+        model.lm_head.weight.mul_(2.0)  # "trained": differs from the base
+    model.save_pretrained(str(run.final_dir), safe_serialization=True)
+    run.update(status="finished", step=3)
+    result = export_run(run, mode="transformers", log=lambda s: None)
+    spec = get_spec("whole-transformers")
+    folder = result.folder / "transformers"
+    assert spec.local_path == str(folder) and spec.lineage["base"] == "smollm2-135m"
+    assert "adapter_path" not in spec.lineage and (folder / "config.json").exists()
+    again = transformers.AutoModelForCausalLM.from_pretrained(str(folder))
+    assert torch.equal(again.lm_head.weight, model.lm_head.weight)
+    assert gguf_base(spec)[0].name == "smollm2-135m"
+    llm = make_chat_model(Profile(), spec.name, max_tokens=3, temperature=0.0)
+    assert isinstance(llm.invoke("What is it ?").content, str)
+
+
+def test_export_transformers_refuses_other_runs(tmp_path):
     from finetune.export import export_run
 
-    run = Run.create("full-run", {"base": "smollm2-135m", "method": "full"}, root=tmp_path)
+    run = Run.create("dpo-run", {"base": "smollm2-135m", "method": "dpo"}, root=tmp_path)
     with pytest.raises(ExportError, match="--mode merged"):
         export_run(run, mode="transformers")
 

@@ -129,6 +129,51 @@ def test_recovery_lowers_the_loss(tmp_path):
     assert r.magnitude["zeroed"] > 0 and r.magnitude["params"] == r.params_before
 
 
+def test_recovery_by_distillation_from_the_original_moves_toward_it(tmp_path):
+    from finetune.data import encode_example
+    from finetune.distill import load_causal_lm, mean_divergence, read_prompts
+
+    folder, data = _folder_and_data(tmp_path)
+    settings = dict(what="mlp", lr=1e-2, batch_size=4, samples=8)
+    cut = prune(PruneConfig(str(folder), str(data), 0.5, **settings), name="tiny-cut",
+                log=lambda s: None, progress=False, compare_magnitude=False)
+    kd = prune(PruneConfig(str(folder), str(data), 0.5, recover_steps=15, teacher="original",
+                           **settings), name="tiny-kd", log=lambda s: None, progress=False,
+               compare_magnitude=False)
+    original, tok, _ = load_causal_lm(str(folder))
+    rows = [encode_example(r, tok, chat_template=False, max_tokens=64)
+            for r in read_prompts(data)]
+
+    def gap(spec):
+        return mean_divergence(load_causal_lm(spec.local_path)[0], original, rows,
+                               pad_id=tok.pad_token_id)
+
+    assert gap(kd.model) < 0.85 * gap(cut.model)
+    losses = [h["loss"] for h in kd.run.history()]  # the divergence to the original
+    assert len(losses) == 15 and losses[-1] < losses[0]
+    assert kd.model.lineage["recovery"] == "logit distillation from the model before pruning"
+    assert kd.run.info["recovery"] == kd.model.lineage["recovery"]
+    assert cut.model.lineage["recovery"] is None
+
+
+def test_distillation_teacher_needs_recovery_steps_and_one_vocabulary(tmp_path):
+    from tests.finetune.test_distill import OTHER
+
+    folder, data = _folder_and_data(tmp_path)
+    with pytest.raises(PruneError, match="--teacher original distills during recovery; give "
+                                         "--recover-steps"):
+        prune(PruneConfig(str(folder), str(data), 0.5, teacher="original"))
+    other = save_model(tmp_path / "other", OTHER, seed=1)
+    with pytest.raises(PruneError, match=r"another vocabulary.*18 vs 20 tokens.*--teacher "
+                                         "original"):
+        prune(PruneConfig(str(folder), str(data), 0.5, teacher=str(other), recover_steps=2))
+    same = save_model(tmp_path / "same", WORDS, seed=3)  # same vocabulary, other weights
+    result = prune(PruneConfig(str(folder), str(data), 0.5, teacher=str(same), recover_steps=2,
+                               batch_size=4), name="tiny-other-teacher", log=lambda s: None,
+                   progress=False, compare_magnitude=False)
+    assert result.model.lineage["recovery"] == f"logit distillation from {same}"
+
+
 def test_magnitude_pruning_zeroes_the_share_and_removes_nothing():
     model = build()
     before = count_params(model)

@@ -184,3 +184,32 @@ def test_pruned_smollm2_exports_to_a_gguf_with_the_same_logits(tmp_path, cache):
     llm.close()
     assert (got.argmax(-1) == expected.argmax(-1)).mean() >= 0.95
     assert np.abs(got - expected).max() < 0.5  # F16 weights; logits span about +-30
+
+
+def test_a_fine_tuned_smollm2_is_pruned_by_distillation_and_exported(tmp_path, cache):
+    """The README's order: a full run registered as a transformers model, pruned with recovery
+    by distillation from itself, keeps its lineage to the GGUF base and exports to Q4_K_M."""
+    import llama_cpp
+
+    from appkit.models.catalogue import get_spec
+    from finetune.export import export_run
+    from finetune.prune import PruneConfig, prune
+    from finetune.trainer import TrainConfig, train
+
+    data = str(_data(tmp_path))
+    train(TrainConfig(base="smollm2-135m", data=data, method="full", lr=1e-5, batch_size=2,
+                      max_steps=1, max_tokens=64, save_every=1, threads=1), name="qa-full",
+          log=lambda s: None, progress=False)
+    tuned = export_run("qa-full", mode="transformers", log=lambda s: None).models[0]
+    assert tuned.name == "qa-full-transformers" and tuned.lineage["base"] == "smollm2-135m"
+    config = PruneConfig(tuned.name, data, 0.45, what="mlp", samples=2, batch_size=2,
+                         max_tokens=64, recover_steps=2, teacher="original", threads=1)
+    result = prune(config, name="qa-pruned", log=lambda s: None, progress=False,
+                   compare_magnitude=False)
+    lineage = get_spec("qa-pruned").lineage
+    assert lineage["base"] == "qa-full-transformers" and lineage["recovery"].startswith("logit")
+    assert len(result.run.history()) == 2
+    q4 = export_run("qa-pruned", quants=("q4_k_m",), log=lambda s: None).files["q4_k_m"]
+    llm = llama_cpp.Llama(model_path=str(q4), n_ctx=128, n_threads=1, verbose=False)
+    assert llm.create_completion(PROMPT, max_tokens=4)["choices"][0]["text"] is not None
+    llm.close()

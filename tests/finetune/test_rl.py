@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from appkit.errors import AppkitError
-from finetune.rl import citation_reward, length_penalty, reward_model_reward, train_rl
+from finetune.rl import (
+    citation_reward, length_penalty, refusal_penalty, reward_model_reward, train_rl)
 
 WORDS = ["the", "budget", "is", "ok", "no", "idea", "[1]", "[2]", "maybe", "yes"]
 
@@ -115,6 +116,10 @@ def test_rule_rewards():
                             "The documents do not say [1]."],
                            answerable=[False, False, False]) == [1.0, 0.0, 0.0]
     assert length_penalty(["a" * 10, "a" * 410], limit=400) == [0.0, pytest.approx(-0.02)]
+    # refusing what the sources answer costs; refusing the unanswerable does not
+    said = ["The documents do not say.", "Paris [1].", "The documents do not say."]
+    assert refusal_penalty(said, answerable=[True, True, False]) == [-1.0, 0.0, 0.0]
+    assert refusal_penalty(said[:2]) == [-1.0, 0.0]
 
 
 def test_unanswerable_variants_pair_questions_with_other_passages():
@@ -184,11 +189,12 @@ def test_align_rl_continues_a_lora_run(tmp_path, monkeypatch, capsys):
     _lora_parent(monkeypatch, word_tokenizer())
     rows = _qa_rows(tmp_path)
     assert main(["align", "rl", "--policy", "sft", "--prompts", str(rows), "--rule", "citation",
-                 "--steps", "2", "--unanswerable", "0.5", "--batch-size", "4", "--generations", "2", "--max-tokens", "4",
-                 "--json"]) == 0
+                 "--rule", "refusal", "--steps", "2", "--unanswerable", "0.5", "--batch-size",
+                 "4", "--generations", "2", "--max-tokens", "4", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     run = Run.open("sft-rl")
     assert summary["steps"] == 2 and run.info["parent"] == "sft" and run.info["method"] == "lora"
+    assert run.info["rules"] == ["citation", "refusal"]
     assert (run.final_dir / "adapter_config.json").exists()
     assert not (run.final_dir / "ref").exists()
 
