@@ -190,10 +190,15 @@ def _rl_rewards(reward: str, rules: list[str], rule_weight: float) -> tuple[list
         weights.append(1.0)
     known = {"citation": citation_reward, "refusal": refusal_penalty, "length": length_penalty}
     for rule in rules:
-        if rule not in known:
-            raise AppkitError(f"unknown rule reward '{rule}'; use {', '.join(known)}")
-        funcs.append(known[rule])
-        weights.append(rule_weight)
+        name, _, weight = rule.partition(":")
+        if name not in known:
+            raise AppkitError(f"unknown rule reward '{name}'; use {', '.join(known)}")
+        try:
+            w = float(weight) if weight else rule_weight
+        except ValueError:
+            raise AppkitError(f"--rule {rule}: the weight after ':' must be a number") from None
+        funcs.append(known[name])
+        weights.append(w)
     if not funcs:
         raise AppkitError("no reward: give --reward RM and/or --rule citation/refusal/length")
     return funcs, weights
@@ -393,10 +398,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", default="", help="the finished LoRA run to continue")
     p.add_argument("--prompts", default="", help="QA rows (finetune prepare's train.jsonl)")
     p.add_argument("--reward", default="", help="reward model (catalogue name or folder)")
-    p.add_argument("--rule", action="append", choices=["citation", "refusal", "length"],
-                   help="rule reward (repeatable): citation present and correct, -1 for refusing "
-                        "an answerable question, length penalty")
-    p.add_argument("--rule-weight", type=float, default=1.0)
+    p.add_argument("--rule", action="append", metavar="RULE[:WEIGHT]",
+                   help="rule reward (repeatable): citation (present and correct), refusal (-1 "
+                        "for refusing an answerable question), length (penalty); ':2' weighs "
+                        "one rule 2 instead of --rule-weight")
+    p.add_argument("--rule-weight", type=float, default=1.0, help="weight of each rule")
     p.add_argument("--beta", type=float, default=0.05, help="KL penalty weight")
     p.add_argument("--kl-budget", type=float, default=0.5, help="stop when KL exceeds (0: never)")
     p.add_argument("--steps", type=int, default=100)

@@ -122,6 +122,19 @@ def test_rule_rewards():
     assert refusal_penalty(said[:2]) == [-1.0, 0.0]
 
 
+def test_a_rule_takes_its_own_weight():
+    from finetune.align_cli import _rl_rewards
+
+    funcs, weights = _rl_rewards("", ["citation", "refusal:3", "length:0.5"], 2.0)
+    assert funcs == [citation_reward, refusal_penalty, length_penalty]
+    assert weights == [2.0, 3.0, 0.5]
+    with pytest.raises(AppkitError, match="unknown rule reward 'polite'"):
+        _rl_rewards("", ["polite"], 1.0)
+    with pytest.raises(AppkitError, match="--rule refusal:x: the weight after ':' must be a "
+                                          "number"):
+        _rl_rewards("", ["refusal:x"], 1.0)
+
+
 def test_unanswerable_variants_pair_questions_with_other_passages():
     from finetune.check import REFUSAL
     from finetune.data import Example
