@@ -166,8 +166,9 @@ def _paths(args, *, reference: bool = False) -> dict[str, str]:
     except ModelNotAvailableError:
         if not reference:  # speed compares the two; eval scores what there is
             raise
-    if reference and _reference_dir(args) is not None:
-        paths[REFERENCE] = str(_reference_dir(args))
+    trained = _reference_dir(args) if reference else None
+    if trained is not None:
+        paths[REFERENCE] = str(trained)
     return paths
 
 

@@ -741,19 +741,20 @@ def export_transformers(run: Run, *, name: str = "", register: bool = True,
     :class:`~appkit.models.transformers_chat.TransformersChatModel`.
 
     Raises:
-        ExportError: a LoRA-free method other than full, no final weights, or the float32 base
-            is gone.
+        ExportError: a run neither PEFT nor full, no final adapter or weights, or the float32
+            base is gone.
     """
     from finetune.peft_methods import is_peft
 
     info = run.info
     method = info.get("method", "lora")
-    if not (is_peft(method) or method == "full"):
+    peft = is_peft(method)
+    if not (peft or method == "full"):
         raise ExportError(f"run '{run.name}' is a {method} run; --mode transformers exports PEFT "
                           "adapters and full runs (use --mode merged for it)")
-    final = "adapter_config.json" if is_peft(method) else "model.safetensors"
+    final = "adapter_config.json" if peft else "model.safetensors"
     if not (run.final_dir / final).exists():
-        what = "adapter" if is_peft(method) else "weights"
+        what = "adapter" if peft else "weights"
         raise ExportError(f"run '{run.name}' has no final {what} ({info.get('status')})")
     hf_dir = Path(info.get("hf_dir", ""))
     if not (hf_dir / "config.json").exists():
@@ -761,11 +762,11 @@ def export_transformers(run: Run, *, name: str = "", register: bool = True,
     start = time.perf_counter()
     name = name or run.name
     folder = exports_dir() / name
-    part = "adapter" if is_peft(method) else "transformers"
+    part = "adapter" if peft else "transformers"
     tmp = exports_dir() / f".{name}.{os.getpid()}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        if is_peft(method):
+        if peft:
             shutil.copytree(run.final_dir, tmp / part)
         else:  # the base's config and tokenizer, the run's weights
             shutil.copytree(hf_dir, tmp / part, ignore=shutil.ignore_patterns(
@@ -782,16 +783,16 @@ def export_transformers(run: Run, *, name: str = "", register: bool = True,
                "data": info.get("data"), "data_hash": info.get("data_hash"),
                "steps": info.get("step"), "metrics": info.get("metrics", {}),
                "mode": "transformers", "exported": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    if is_peft(method):
+    if peft:
         lineage["adapter_path"] = str(out)
     spec = ModelSpec(
         name=f"{name}-transformers", role=base_spec.role, format="hf",
-        local_path=str(hf_dir if is_peft(method) else out),
+        local_path=str(hf_dir if peft else out),
         size=sum(f.stat().st_size for f in out.iterdir() if f.is_file()), lineage=lineage,
         description=f"{run.name} on {base_spec.name} ({method}), served through transformers"
-                    + (": a GGUF cannot hold it" if is_peft(method) else ""))
+                    + (": a GGUF cannot hold it" if peft else ""))
     model = register_model(spec, persist=True) if register else spec
-    log(f"{model.name}: {method} " + (f"adapter over {hf_dir.name}" if is_peft(method) else
+    log(f"{model.name}: {method} " + (f"adapter over {hf_dir.name}" if peft else
                                       f"weights in {out}") + ", served through transformers")
     run.update(exports={**info.get("exports", {}), model.name: model.local_path})
     return ExportResult([model], folder, {part: out}, time.perf_counter() - start)
