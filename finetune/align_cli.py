@@ -182,13 +182,15 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def _rl_rewards(reward: str, rules: list[str], rule_weight: float) -> tuple[list[Any], list[float]]:
     from appkit.models.reward import load_reward_model
-    from finetune.rl import citation_reward, length_penalty, refusal_penalty, reward_model_reward
+    from finetune.rl import (
+        answer_reward, citation_reward, length_penalty, refusal_penalty, reward_model_reward)
 
     funcs, weights = [], []
     if reward:
         funcs.append(reward_model_reward(load_reward_model(reward)))
         weights.append(1.0)
-    known = {"citation": citation_reward, "refusal": refusal_penalty, "length": length_penalty}
+    known = {"citation": citation_reward, "refusal": refusal_penalty, "answer": answer_reward,
+             "length": length_penalty}
     for rule in rules:
         name, _, weight = rule.partition(":")
         if name not in known:
@@ -200,7 +202,8 @@ def _rl_rewards(reward: str, rules: list[str], rule_weight: float) -> tuple[list
         funcs.append(known[name])
         weights.append(w)
     if not funcs:
-        raise AppkitError("no reward: give --reward RM and/or --rule citation/refusal/length")
+        raise AppkitError("no reward: give --reward RM and/or --rule "
+                          "citation/refusal/answer/length")
     return funcs, weights
 
 
@@ -400,7 +403,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--reward", default="", help="reward model (catalogue name or folder)")
     p.add_argument("--rule", action="append", metavar="RULE[:WEIGHT]",
                    help="rule reward (repeatable): citation (present and correct), refusal (-1 "
-                        "for refusing an answerable question), length (penalty); ':2' weighs "
+                        "for refusing an answerable question), answer (token F1 with the "
+                        "reference answer), length (penalty); ':2' weighs "
                         "one rule 2 instead of --rule-weight")
     p.add_argument("--rule-weight", type=float, default=1.0, help="weight of each rule")
     p.add_argument("--beta", type=float, default=0.05, help="KL penalty weight")

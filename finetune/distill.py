@@ -241,6 +241,22 @@ def tokens_of(tokenizer: Any) -> list[str]:
     return out
 
 
+def vocabulary_difference(teacher_vocab: Sequence[str], student_vocab: Sequence[str], *,
+                          teacher: str = "teacher", student: str = "student") -> str:
+    """How two vocabularies differ, in words, or "" when they are one (same tokens, same ids):
+    the condition for comparing logits position by position.
+
+    Example:
+        >>> vocabulary_difference(["a", "b"], ["b", "a"], teacher="T", student="S")
+        'T has 2 tokens and S 2 (2 in common, or in another order)'
+    """
+    if list(teacher_vocab) == list(student_vocab):
+        return ""
+    shared = len(set(teacher_vocab) & set(student_vocab))
+    return (f"{teacher} has {len(teacher_vocab)} tokens and {student} {len(student_vocab)} "
+            f"({shared} in common, or in another order)")
+
+
 def pick_mode(mode: str, teacher_vocab: Sequence[str], student_vocab: Sequence[str], *,
               teacher: str = "teacher", student: str = "student") -> str:
     """Resolve ``auto`` and check ``logit``: logit needs the same vocabulary.
@@ -251,15 +267,14 @@ def pick_mode(mode: str, teacher_vocab: Sequence[str], student_vocab: Sequence[s
     """
     if mode not in MODES:
         raise AppkitError(f"unknown distillation mode '{mode}'; use one of {', '.join(MODES)}")
-    same = list(teacher_vocab) == list(student_vocab)
-    if mode == "logit" and not same:
-        shared = len(set(teacher_vocab) & set(student_vocab))
+    differ = vocabulary_difference(teacher_vocab, student_vocab, teacher=teacher,
+                                   student=student)
+    if mode == "logit" and differ:
         raise VocabularyMismatchError(
-            f"logit distillation needs one vocabulary, but {teacher} has {len(teacher_vocab)} "
-            f"tokens and {student} {len(student_vocab)} ({shared} in common, or in another "
-            "order); use --mode sequence (the student learns from the teacher's answers)")
+            f"logit distillation needs one vocabulary, but {differ}; use --mode sequence (the "
+            "student learns from the teacher's answers)")
     if mode == "auto":
-        return "logit" if same else "sequence"
+        return "sequence" if differ else "logit"
     return mode
 
 

@@ -545,7 +545,7 @@ def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = p
     from finetune.base import model_folder, new_model_name
     from finetune.data import data_hash, encode_example
     from finetune.distill import (LogitTrainer, load_causal_lm, read_prompts, save_student,
-                                  vocabulary)
+                                  vocabulary, vocabulary_difference)
     from finetune.runs import Run
 
     if config.what not in WHATS:
@@ -559,12 +559,13 @@ def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = p
     rows = read_prompts(config.data)
     name = new_model_name(config.model, f"pruned-{config.what}", name)
     if config.teacher and config.teacher != ORIGINAL:
-        teacher_vocab, vocab = vocabulary(config.teacher), vocabulary(config.model)
-        if teacher_vocab != vocab:
+        differ = vocabulary_difference(vocabulary(config.teacher), vocabulary(config.model),
+                                       teacher=f"--teacher {config.teacher}",
+                                       student=config.model)
+        if differ:
             raise PruneError(
-                f"--teacher {config.teacher} has another vocabulary than {config.model} "
-                f"({len(teacher_vocab)} vs {len(vocab)} tokens); recovery distills logits, so "
-                "use --teacher original, or no --teacher to recover on the answers")
+                f"recovery distills logits, which needs one vocabulary, but {differ}; use "
+                "--teacher original, or no --teacher to recover on the answers")
     torch = require("torch", extra="finetune")
     if config.threads:
         torch.set_num_threads(config.threads)

@@ -3,7 +3,8 @@
 Rewards are a sum of functions of ``(prompts, completions)``: the reward model of
 ``appkit align reward`` (scored on the same sources + question text it was trained on, carried in
 each row's ``reward_prompt``), and rule rewards: :func:`citation_reward` (the answer cites a source
-that exists) and :func:`length_penalty`. ``beta`` weighs the KL penalty against the frozen
+that exists), :func:`refusal_penalty`, :func:`answer_reward` (token F1 with the reference answer)
+and :func:`length_penalty`. ``beta`` weighs the KL penalty against the frozen
 reference (the policy with its adapter switched off, so no second model is held); training
 stops when the logged KL goes over ``kl_budget``, and the policy saved is the last one
 measured within it (the KL of step t is measured on the policy before update t, so that is the
@@ -111,6 +112,39 @@ def refusal_penalty(completions: Sequence[Any], answerable: Sequence[bool] | Non
             for i, c in enumerate(completions)]
 
 
+def answer_reward(completions: Sequence[Any], answer: Sequence[str] | None = None,
+                  answerable: Sequence[bool] | None = None, **_: Any) -> list[float]:
+    """Token F1 (SQuAD's) of the answer, citation markers removed, with the row's reference
+    answer, on rows whose sources hold it; 0 on the others.
+
+    A checked reward beside the reward model: it pays for being right, not for sounding right,
+    so RL that learns to refuse unanswerable questions has a reason to keep answering the rest
+    well. RLOO compares the samples of one prompt with each other, so the 0 on unanswerable rows
+    shifts nothing there.
+
+    Args:
+        completions: the sampled answers.
+        answer: per row, the reference answer (``policy_rows`` keeps each row's output).
+        answerable: per row, whether its sources hold the answer (default: all do).
+
+    Raises:
+        AppkitError: the rows carry no reference answers.
+
+    Example:
+        >>> answer_reward(["Paris [1].", "Lyon [1]."], answer=["Paris", "Paris"])
+        [1.0, 0.0]
+    """
+    from eval.metrics.squad import token_f1
+    from finetune.check import clean_answer
+
+    if answer is None:
+        raise AppkitError("the answer rule needs prompts with reference answers (an 'answer' "
+                          "column; prompts from policy_rows have one)")
+    return [token_f1(clean_answer(_text(c)), [answer[i]])
+            if answerable is None or answerable[i] else 0.0
+            for i, c in enumerate(completions)]
+
+
 def length_penalty(completions: Sequence[Any], *, limit: int = 400, per_char: float = 0.002,
                    **_: Any) -> list[float]:
     """``-per_char`` for every character past ``limit`` (long answers are not better answers)."""
@@ -181,8 +215,9 @@ def policy_rows(rows: Sequence[Any], tokenizer: Any, chat_template: bool,
                 prompt: Any = None) -> list[dict[str, Any]]:
     """RL prompts from QA rows (:class:`finetune.data.Example`), rendered as the app renders them.
 
-    Each row keeps the reward model's text (``reward_prompt``) and how many sources it numbered
-    (``sources``, for :func:`citation_reward`).
+    Each row keeps the reward model's text (``reward_prompt``), how many sources it numbered
+    (``sources``, for :func:`citation_reward`) and its reference answer (``answer``, for
+    :func:`answer_reward`).
     """
     from appkit.models.reward import reward_prompt
     from finetune.data import prompt_text, render_messages
@@ -192,7 +227,8 @@ def policy_rows(rows: Sequence[Any], tokenizer: Any, chat_template: bool,
         passages = [r.input] if r.input else []
         out.append({"prompt": prompt_text(render_messages(r, prompt), tokenizer, chat_template),
                     "reward_prompt": reward_prompt(r.instruction, passages),
-                    "sources": len(passages), "answerable": r.output != REFUSAL})
+                    "sources": len(passages), "answerable": r.output != REFUSAL,
+                    "answer": r.output})
     return out
 
 
@@ -263,9 +299,9 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
         log: where progress lines go.
 
     Raises:
-        AppkitError: no prompts, fewer than two generations, a batch that is not a multiple
-            of the generations, or a ``resume`` that is not an unfinished RL run with these
-            rewards.
+        AppkitError: no prompts, a prompt without ``answer`` for :func:`answer_reward`, fewer
+            than two generations, a batch that is not a multiple of the generations, or a
+            ``resume`` that is not an unfinished RL run with these rewards.
     """
     names = [getattr(f, "__name__", "reward") for f in reward_funcs]
     if resume is not None:
@@ -286,6 +322,10 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
         raise AppkitError("an RL run needs a name (or resume=RUN)")
     if not rows:
         raise AppkitError("no prompts for RL")
+    missing = next((i for i, r in enumerate(rows, 1) if not r.get("answer")), None)
+    if answer_reward.__name__ in names and missing is not None:
+        raise AppkitError(f"prompt {missing} has no reference answer ('answer'), which the "
+                          "answer rule scores against")
     if num_generations < 2 or batch_size % num_generations:
         raise AppkitError(f"RLOO needs num_generations >= 2 dividing the batch size; got "
                           f"{num_generations} generations and batch size {batch_size}")

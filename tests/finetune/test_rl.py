@@ -7,7 +7,8 @@ import pytest
 
 from appkit.errors import AppkitError
 from finetune.rl import (
-    citation_reward, length_penalty, refusal_penalty, reward_model_reward, train_rl)
+    answer_reward, citation_reward, length_penalty, refusal_penalty, reward_model_reward,
+    train_rl)
 
 WORDS = ["the", "budget", "is", "ok", "no", "idea", "[1]", "[2]", "maybe", "yes"]
 
@@ -100,6 +101,12 @@ def test_kl_budget_saves_the_last_policy_within_it(tmp_path):
     assert total != pytest.approx(before[result.steps - 1], rel=1e-5)
 
 
+def test_the_answer_rule_needs_reference_answers_before_training(tmp_path):
+    with pytest.raises(AppkitError, match="prompt 1 has no reference answer"):
+        train_rl(None, None, ROWS, reward_funcs=[answer_reward], name="x", root=str(tmp_path))
+    assert not list(tmp_path.iterdir())
+
+
 def test_rl_needs_a_leave_one_out_group(tmp_path):
     with pytest.raises(AppkitError, match="num_generations >= 2"):
         train_rl(None, None, ROWS, reward_funcs=[says_ok], name="x", num_generations=1,
@@ -122,12 +129,22 @@ def test_rule_rewards():
     assert refusal_penalty(said[:2]) == [-1.0, 0.0]
 
 
+def test_answer_reward_pays_token_f1_on_answerable_rows_only():
+    said = ["The Rhine [1].", "the river Rhine [1]", "The documents do not say.", "Rhine"]
+    assert answer_reward(said, answer=["Rhine"] * 4, answerable=[True, True, True, False]) == [
+        1.0, pytest.approx(2 / 3), 0.0, 0.0]
+    assert answer_reward([[{"role": "assistant", "content": "Paris [2]"}]],
+                         answer=["Paris"]) == [1.0]
+    with pytest.raises(AppkitError, match="reference answers"):
+        answer_reward(["Paris"])
+
+
 def test_a_rule_takes_its_own_weight():
     from finetune.align_cli import _rl_rewards
 
-    funcs, weights = _rl_rewards("", ["citation", "refusal:3", "length:0.5"], 2.0)
-    assert funcs == [citation_reward, refusal_penalty, length_penalty]
-    assert weights == [2.0, 3.0, 0.5]
+    funcs, weights = _rl_rewards("", ["citation", "refusal:3", "length:0.5", "answer"], 2.0)
+    assert funcs == [citation_reward, refusal_penalty, length_penalty, answer_reward]
+    assert weights == [2.0, 3.0, 0.5, 2.0]
     with pytest.raises(AppkitError, match="unknown rule reward 'polite'"):
         _rl_rewards("", ["polite"], 1.0)
     with pytest.raises(AppkitError, match="--rule refusal:x: the weight after ':' must be a "
@@ -147,6 +164,7 @@ def test_unanswerable_variants_pair_questions_with_other_passages():
     assert all(e.output == REFUSAL and e.input != f"passage {e.instruction[1]}" for e in extra)
     policy = policy_rows(mixed, word_tokenizer(), False)
     assert [r["answerable"] for r in policy] == [True] * 4 + [False] * 2
+    assert [r["answer"] for r in policy][:4] == ["a0", "a1", "a2", "a3"]
     assert policy[0]["reward_prompt"].startswith("Sources:\n[1] passage 0")
 
 
