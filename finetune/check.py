@@ -39,6 +39,16 @@ def clean_answer(text: str) -> str:
     return re.sub(r"\s*\[\d+(?:,\s*\d+)*\]", "", text).strip()
 
 
+def references(output: str) -> list[str]:
+    """The acceptable answers a row's ``output`` holds (several are joined by ``" ||| "``).
+
+    Example:
+        >>> references("Paris ||| the city of Paris")
+        ['Paris', 'the city of Paris']
+    """
+    return [r for r in output.split(" ||| ") if r.strip()]
+
+
 @dataclass
 class Scores:
     """Mean scores of one model on one set (0-100) and the answers given."""
@@ -87,7 +97,7 @@ def score_rows(chat_model: Any, rows: Sequence[Example], *, prompt: PromptConfig
     for row in iterator:
         reply = chat_model.invoke(render_messages(row, prompt)).text
         answer = clean_answer(reply)
-        refs = [r for r in row.output.split(" ||| ") if r.strip()]
+        refs = references(row.output)
         answers.append(answer)
         em += exact_match(answer, refs)
         f1 += token_f1(answer, refs)

@@ -115,7 +115,8 @@ def refusal_penalty(completions: Sequence[Any], answerable: Sequence[bool] | Non
 def answer_reward(completions: Sequence[Any], answer: Sequence[str] | None = None,
                   answerable: Sequence[bool] | None = None, **_: Any) -> list[float]:
     """Token F1 (SQuAD's) of the answer, citation markers removed, with the row's reference
-    answer, on rows whose sources hold it; 0 on the others.
+    answer (the best of several joined by ``" ||| "``, as ``appkit finetune check`` scores), on
+    rows whose sources hold it; 0 on the others.
 
     A checked reward beside the reward model: it pays for being right, not for sounding right,
     so RL that learns to refuse unanswerable questions has a reason to keep answering the rest
@@ -135,12 +136,12 @@ def answer_reward(completions: Sequence[Any], answer: Sequence[str] | None = Non
         [1.0, 0.0]
     """
     from eval.metrics.squad import token_f1
-    from finetune.check import clean_answer
+    from finetune.check import clean_answer, references
 
     if answer is None:
         raise AppkitError("the answer rule needs prompts with reference answers (an 'answer' "
                           "column; prompts from policy_rows have one)")
-    return [token_f1(clean_answer(_text(c)), [answer[i]])
+    return [token_f1(clean_answer(_text(c)), references(answer[i]))
             if answerable is None or answerable[i] else 0.0
             for i, c in enumerate(completions)]
 
@@ -322,10 +323,11 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *,
         raise AppkitError("an RL run needs a name (or resume=RUN)")
     if not rows:
         raise AppkitError("no prompts for RL")
-    missing = next((i for i, r in enumerate(rows, 1) if not r.get("answer")), None)
-    if answer_reward.__name__ in names and missing is not None:
-        raise AppkitError(f"prompt {missing} has no reference answer ('answer'), which the "
-                          "answer rule scores against")
+    if answer_reward.__name__ in names:
+        missing = next((i for i, r in enumerate(rows, 1) if not r.get("answer")), None)
+        if missing is not None:
+            raise AppkitError(f"prompt {missing} has no reference answer ('answer'), which the "
+                              "answer rule scores against")
     if num_generations < 2 or batch_size % num_generations:
         raise AppkitError(f"RLOO needs num_generations >= 2 dividing the batch size; got "
                           f"{num_generations} generations and batch size {batch_size}")

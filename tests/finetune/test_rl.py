@@ -135,6 +135,9 @@ def test_answer_reward_pays_token_f1_on_answerable_rows_only():
         1.0, pytest.approx(2 / 3), 0.0, 0.0]
     assert answer_reward([[{"role": "assistant", "content": "Paris [2]"}]],
                          answer=["Paris"]) == [1.0]
+    # several acceptable answers, as `appkit finetune check` reads them: the best counts
+    assert answer_reward(["the city of Paris [1]"], answer=["Lyon ||| the city of Paris"]) == [
+        1.0]
     with pytest.raises(AppkitError, match="reference answers"):
         answer_reward(["Paris"])
 
