@@ -129,9 +129,10 @@ def run_exists(name: str, finished: bool = True) -> bool:
 
 
 def stage_data(args) -> None:
+    from finetune.check import references
     from finetune.data import Example, write_rows
     from finetune.prefs import (
-        automatic_pairs, harmless_pairs, read_preferences, split_preferences, write_preferences)
+        automatic_pairs, read_preferences, split_preferences, write_preferences)
 
     DATA.mkdir(parents=True, exist_ok=True)
     train, held, articles = split_squad(held_articles=args.held_articles)
@@ -158,7 +159,7 @@ def stage_data(args) -> None:
     # pairs from held-out articles (never seen by anything): a second generalisation check
     unseen = held[args.answerable + args.unanswerable:
                   args.answerable + args.unanswerable + args.unseen_rows]
-    write_preferences(automatic_pairs([Example(r.instruction, r.output.split(" ||| ")[0],
+    write_preferences(automatic_pairs([Example(r.instruction, references(r.output)[0],
                                                input=r.input, group=r.group) for r in unseen],
                                       seed=1),
                       DATA / "pairs_unseen_articles.jsonl")
@@ -168,7 +169,7 @@ def stage_data(args) -> None:
     cases = []
     for r in held[:args.answerable]:
         cases.append({"kind": "answerable", "question": r.instruction, "context": r.input,
-                      "source": r.group, "answers": r.output.split(" ||| ")})
+                      "source": r.group, "answers": references(r.output)})
     pool = held[args.answerable:]
     for r in pool[:args.unanswerable]:
         other = next(o for o in rng.sample(held, 50) if o.group != r.group)

@@ -137,25 +137,11 @@ def _models(args) -> dict:
     }
 
 
-def _score_all(args, stage: str, rows) -> None:
-    """Score every model of :func:`_models` on ``rows`` under ``stage`` (models already scored on
-    as many rows are skipped)."""
-    from finetune.check import score_rows
-
-    done = json.loads(RESULTS.read_text()).get(stage, {}) if RESULTS.exists() else {}
-    for label, build in _models(args).items():
-        if label in done and done[label]["n"] == len(rows):
-            continue
-        t0 = time.perf_counter()
-        s = score_rows(build(), rows, prompt=squad.prompt_config(), desc=f"{stage}: {label}")
-        done[label] = {**s.summary(), "seconds": round(time.perf_counter() - t0, 1)}
-        save(stage, done)
-
-
 def stage_eval(args) -> None:
     from finetune.data import read_rows
 
-    _score_all(args, "eval", read_rows(work_dir() / "heldout.jsonl")[0][:args.questions])
+    rows = read_rows(work_dir() / "heldout.jsonl")[0][:args.questions]
+    squad.score_models(RESULTS, "eval", _models(args), rows)
 
 
 def stage_refusals(args) -> None:
@@ -169,7 +155,7 @@ def stage_refusals(args) -> None:
     rows = read_rows(work_dir() / "heldout.jsonl")[0][:args.questions]
     probes = [Example(p.question, REFUSAL, input=p.context)
               for p in auto_pairs(rows, seed=0, answerable=False)][:args.unanswerable]
-    _score_all(args, "refusals", probes)
+    squad.score_models(RESULTS, "refusals", _models(args), probes)
 
 
 def stage_speed(args) -> None:

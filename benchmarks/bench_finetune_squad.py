@@ -62,6 +62,22 @@ def saver(results: Path):
     return save
 
 
+def score_models(results: Path, stage: str, models: dict, rows) -> None:
+    """Score each model of ``models`` (label -> a function that builds it) on ``rows`` and record
+    the scores under ``stage`` in ``results``; models already scored on as many rows are
+    skipped, so a stopped run continues where it was."""
+    from finetune.check import score_rows
+
+    done = load_results(results).get(stage, {})
+    for label, build in models.items():
+        if label in done and done[label]["n"] == len(rows):
+            continue
+        t0 = time.perf_counter()
+        s = score_rows(build(), rows, prompt=prompt_config(), desc=f"{stage}: {label}")
+        done[label] = {**s.summary(), "seconds": round(time.perf_counter() - t0, 1)}
+        saver(results)(stage, done)
+
+
 def loss_summary(history: list[dict]) -> dict:
     """A run's first loss and the mean of its last ten logged losses."""
     last = history[-10:]
@@ -223,13 +239,14 @@ def paired_f1(rows, labels: list[str]) -> dict:
     import statistics
 
     from eval.metrics.squad import token_f1
+    from finetune.check import references
 
     per = {}
     for label in labels:
         got = json.loads(answers_file(label).read_text())
         if len(got) != len(rows):
             continue
-        per[label] = [100 * token_f1(g["answer"], [x for x in r.output.split(" ||| ") if x])
+        per[label] = [100 * token_f1(g["answer"], references(r.output))
                       for g, r in zip(got, rows)]
     out = {}
     names = list(per)

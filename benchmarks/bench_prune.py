@@ -13,8 +13,12 @@ long run can be stopped and continued with ``--stages``):
 * ``reference``: the fair comparison for the recovered model: the *unpruned* model given the
   same full fine-tune (rows, steps, learning rate, batch, seed) as the recovery, so the F1 target
   compares pruning alone and not "trained vs untrained".
+* ``twin`` (with ``--prune-trained``, which prunes the reference and then trains it further):
+  the reference given the pruned model's recovery unpruned (same rows, steps, learning rate,
+  batch, seed), so the F1 lost compares pruning alone. ``--recover-rows K`` recovers on K rows
+  after the training rows, which the reference never saw, instead of the training rows.
 * ``eval``: token F1 / EM on the held-out questions (gold paragraph as context, the same prompt),
-  original, pruned and (after ``reference``) the unpruned model with the same training, all
+  original, pruned and (after ``reference``/``twin``) the unpruned model with the same training, all
   float32 through transformers so only the pruning differs.
 * ``speed``: prompt and generation tokens/s through transformers of the original and the pruned
   model, and through llama.cpp of the packaged GGUF, of the original written and quantized to
@@ -32,7 +36,6 @@ Run: ``.venv/bin/python benchmarks/bench_prune.py --questions 200 --train-rows 8
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -73,9 +76,19 @@ def stage_data(args) -> None:
     d.mkdir(parents=True, exist_ok=True)
     write_rows(train[:args.train_rows], d / "train.jsonl")
     write_rows(held[:args.questions], d / "heldout.jsonl")
+    if args.recover_rows:
+        write_rows(train[args.train_rows:args.train_rows + args.recover_rows],
+                   recovery_data(args))
     save("data", {"articles": len(titles), "heldout_articles": len(held_titles),
                   "train_rows": min(len(train), args.train_rows),
                   "heldout_questions": min(len(held), args.questions)})
+
+
+def recovery_data(args) -> Path:
+    """The rows recovery trains on: the training rows, or (``--recover-rows K``) the K rows
+    after them, which the reference never saw."""
+    name = f"recover-{args.recover_rows}.jsonl" if args.recover_rows else "train.jsonl"
+    return work_dir() / name
 
 
 def stage_prune(args) -> None:
@@ -93,7 +106,9 @@ def stage_prune(args) -> None:
         if _reference_dir(args) is None:
             raise SystemExit("--prune-trained prunes the reference: run --stages reference first")
         model = _reference_model(args)
-    config = PruneConfig(model=model, data=str(work_dir() / "train.jsonl"),
+    if args.recover_rows and not args.prune_trained:
+        raise SystemExit("--recover-rows continues the reference's training: add --prune-trained")
+    config = PruneConfig(model=model, data=str(recovery_data(args)),
                          ratio=args.ratio, what=args.what, samples=args.samples,
                          batch_size=2, max_tokens=args.max_tokens,
                          recover_steps=args.recover_steps, teacher=args.teacher, lr=args.lr,
@@ -155,6 +170,61 @@ def stage_reference(args) -> None:
                        **squad.loss_summary(hist)})
 
 
+TWIN = "unpruned twin"
+
+
+def _twin_name(args) -> str:
+    return f"{args.name}-unpruned"
+
+
+def _twin_dir(args) -> Path | None:
+    from finetune.export import exports_dir
+
+    folder = exports_dir() / _twin_name(args) / "transformers"
+    return folder if (folder / "config.json").exists() else None
+
+
+def stage_twin(args) -> None:
+    """Train the reference, unpruned, exactly as ``prune`` recovers the pruned reference
+    (``finetune.prune.prune`` builds the same TrainConfig and Trainer)."""
+    import torch
+
+    from finetune.data import data_hash, encode_example
+    from finetune.distill import load_causal_lm, read_prompts, save_student
+    from finetune.runs import Run
+    from finetune.trainer import Trainer, TrainConfig
+
+    if not args.prune_trained:
+        raise SystemExit("the twin continues the reference's training as --prune-trained's "
+                         "recovery does; without --prune-trained the reference is the twin")
+    name, data = _twin_name(args), recovery_data(args)
+    if _twin_dir(args) is None:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        torch.manual_seed(0)
+        model, tokenizer, templated = load_causal_lm(_reference_model(args))
+        rows = read_prompts(data)
+        encoded = [encode_example(r, tokenizer, chat_template=templated,
+                                  max_tokens=args.max_tokens, prompt=squad.prompt_config())
+                   for r in rows]
+        config = TrainConfig(
+            base=_reference_model(args), data=str(data), method="full", lr=args.lr,
+            dropout=0.0, batch_size=2, max_steps=args.recover_steps, max_tokens=args.max_tokens,
+            save_every=max(args.recover_steps, 1), seed=0, threads=args.threads,
+            prompt=squad.prompt_config())
+        run = Run.create(  # a left-over run (interrupted) is refused by name: remove it
+            name, {"base": config.base, "data": str(data), "data_hash": data_hash(rows),
+                   "method": "full", "rows": len(rows), "config": config.to_dict()})
+        trainer = Trainer(model, encoded, config, run, pad_id=tokenizer.pad_token_id)
+        trainer.fit()
+        save_student(trainer.model.to("cpu"), tokenizer, name)
+    run = Run.open(name)
+    save(key(args, "twin"), {"run": name, "folder": str(_twin_dir(args)),
+                             "steps": run.info.get("step"),
+                             "train_seconds": run.info.get("train_seconds"),
+                             **squad.loss_summary(run.history())})
+
+
 def _paths(args, *, reference: bool = False) -> dict[str, str]:
     from appkit.errors import ModelNotAvailableError
     from appkit.models.catalogue import get_spec
@@ -169,22 +239,19 @@ def _paths(args, *, reference: bool = False) -> dict[str, str]:
     trained = _reference_dir(args) if reference else None
     if trained is not None:
         paths[REFERENCE] = str(trained)
+    twin = _twin_dir(args) if reference else None
+    if twin is not None:
+        paths[key(args, TWIN)] = str(twin)
     return paths
 
 
 def stage_eval(args) -> None:
-    from finetune.check import score_rows
     from finetune.data import read_rows
 
     rows = read_rows(work_dir() / "heldout.jsonl")[0][:args.questions]
-    done = json.loads(RESULTS.read_text()).get("eval", {}) if RESULTS.exists() else {}
-    for label, path in _paths(args, reference=True).items():
-        if label in done and done[label]["n"] == len(rows):
-            continue
-        t0 = time.perf_counter()
-        s = score_rows(_chat(path, args), rows, prompt=squad.prompt_config(), desc=label)
-        done[label] = {**s.summary(), "seconds": round(time.perf_counter() - t0, 1)}
-        save("eval", done)
+    squad.score_models(RESULTS, "eval", {label: (lambda p=path: _chat(p, args))
+                                         for label, path in _paths(args, reference=True).items()},
+                       rows)
 
 
 def hf_speed(path: str, threads: int, n_gen: int = 32) -> dict:
@@ -207,7 +274,8 @@ def hf_speed(path: str, threads: int, n_gen: int = 32) -> dict:
             out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
             cache, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
         t2 = time.perf_counter()
-    return {"prompt_tps": round(ids.shape[1] / (t1 - t0), 1), "gen_tps": round(n_gen / (t2 - t1), 1)}
+    return {"prompt_tps": round(ids.shape[1] / (t1 - t0), 1),
+            "gen_tps": round(n_gen / (t2 - t1), 1)}
 
 
 def stage_speed(args) -> None:
@@ -237,7 +305,7 @@ def stage_speed(args) -> None:
 
 
 STAGES = {"data": stage_data, "prune": stage_prune, "reference": stage_reference,
-          "eval": stage_eval, "speed": stage_speed}
+          "twin": stage_twin, "eval": stage_eval, "speed": stage_speed}
 
 
 def main() -> None:
@@ -254,6 +322,9 @@ def main() -> None:
     p.add_argument("--train-rows", type=int, default=800)
     p.add_argument("--questions", type=int, default=200, help="held-out questions")
     p.add_argument("--recover-steps", type=int, default=300)
+    p.add_argument("--recover-rows", type=int, default=0,
+                   help="recover on this many rows after the training rows (0: on the training "
+                        "rows); the twin stage trains the unpruned reference on them too")
     p.add_argument("--prune-trained", action="store_true",
                    help="prune the reference (the original fine-tuned on the training rows) "
                         "instead of the untuned original")
