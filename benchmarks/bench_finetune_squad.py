@@ -52,7 +52,7 @@ def load_results(results: Path) -> dict:
 
 
 def saver(results: Path):
-    """A ``save(key, value)`` that records one stage's result in ``results`` (JSON) and prints it."""
+    """A ``save(key, value)`` that records one stage's result in ``results`` (JSON), printed."""
     def save(key: str, value) -> None:
         results.parent.mkdir(parents=True, exist_ok=True)
         data = load_results(results)

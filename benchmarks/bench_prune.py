@@ -18,8 +18,8 @@ long run can be stopped and continued with ``--stages``):
   batch, seed), so the F1 lost compares pruning alone. ``--recover-rows K`` recovers on K rows
   after the training rows, which the reference never saw, instead of the training rows.
 * ``eval``: token F1 / EM on the held-out questions (gold paragraph as context, the same prompt),
-  original, pruned and (after ``reference``/``twin``) the unpruned model with the same training, all
-  float32 through transformers so only the pruning differs.
+  original, pruned and (after ``reference``/``twin``) the unpruned model with the same training,
+  all float32 through transformers so only the pruning differs.
 * ``speed``: prompt and generation tokens/s through transformers of the original and the pruned
   model, and through llama.cpp of the packaged GGUF, of the original written and quantized to
   Q4_K_M by the same writer as the pruned model (``finetune.export.write_model_gguf``), and of
@@ -30,7 +30,8 @@ The goal of issue 11: >= 25% fewer parameters, <= 3 F1 points lost after recover
 ``reference`` model), a measured speed-up.
 
 Run: ``.venv/bin/python benchmarks/bench_prune.py --questions 200 --train-rows 800 \
---recover-steps 300``
+--recover-steps 300``; the fair comparison for a pruned fine-tuned model (session 15):
+``--stages reference,prune,twin,eval --prune-trained --ratio 0.4375 --lr 1e-4``
 """
 
 from __future__ import annotations
@@ -144,22 +145,28 @@ def _reference_dir(args) -> Path | None:
         return None
 
 
+def recovery_config(args, base: str, data: Path):
+    """The full fine-tune ``finetune.prune.prune`` gives the pruned model (rows, steps, learning
+    rate, batch, seed), for the unpruned models it is compared with."""
+    from finetune.trainer import TrainConfig
+
+    return TrainConfig(
+        base=base, data=str(data), method="full", lr=args.lr, dropout=0.0, batch_size=2,
+        max_steps=args.recover_steps, max_tokens=args.max_tokens,
+        save_every=max(args.recover_steps, 1), seed=0, threads=args.threads,
+        prompt=squad.prompt_config())
+
+
 def stage_reference(args) -> None:
     """Fully fine-tune the unpruned model exactly as ``prune`` recovers the pruned one, and
     register it as a transformers model (so it can be scored, and pruned in turn)."""
     from finetune.export import export_run
     from finetune.runs import Run, runs_dir
-    from finetune.trainer import TrainConfig, train
+    from finetune.trainer import train
 
     name = args.reference
     if not (runs_dir() / name).exists():
-        # the recovery's own settings (finetune.prune.prune builds the same TrainConfig)
-        config = TrainConfig(
-            base=args.model, data=str(work_dir() / "train.jsonl"), method="full", lr=args.lr,
-            dropout=0.0, batch_size=2, max_steps=args.recover_steps, max_tokens=args.max_tokens,
-            save_every=max(args.recover_steps, 1), seed=0, threads=args.threads,
-            prompt=squad.prompt_config())
-        train(config, name=name)
+        train(recovery_config(args, args.model, work_dir() / "train.jsonl"), name=name)
     run = Run.open(name)
     if _reference_dir(args) is None:
         export_run(run, mode="transformers")
@@ -192,7 +199,7 @@ def stage_twin(args) -> None:
     from finetune.data import data_hash, encode_example
     from finetune.distill import load_causal_lm, read_prompts, save_student
     from finetune.runs import Run
-    from finetune.trainer import Trainer, TrainConfig
+    from finetune.trainer import Trainer
 
     if not args.prune_trained:
         raise SystemExit("the twin continues the reference's training as --prune-trained's "
@@ -207,11 +214,7 @@ def stage_twin(args) -> None:
         encoded = [encode_example(r, tokenizer, chat_template=templated,
                                   max_tokens=args.max_tokens, prompt=squad.prompt_config())
                    for r in rows]
-        config = TrainConfig(
-            base=_reference_model(args), data=str(data), method="full", lr=args.lr,
-            dropout=0.0, batch_size=2, max_steps=args.recover_steps, max_tokens=args.max_tokens,
-            save_every=max(args.recover_steps, 1), seed=0, threads=args.threads,
-            prompt=squad.prompt_config())
+        config = recovery_config(args, _reference_model(args), data)
         run = Run.create(  # a left-over run (interrupted) is refused by name: remove it
             name, {"base": config.base, "data": str(data), "data_hash": data_hash(rows),
                    "method": "full", "rows": len(rows), "config": config.to_dict()})
