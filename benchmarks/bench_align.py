@@ -76,11 +76,17 @@ ANSWERS = OUT / "answers"
 RL_LABEL = "rl"
 
 
+SCORED = ".scored"
+
+
 def use_reward_model(rm_tag: str) -> None:
     """Train, score and reward RL with ``align-rm-minilm{rm_tag}`` (a reward model trained on
-    a later version of the pairs) instead of the first one."""
-    global RM
+    a later version of the pairs) instead of the first one. Answers scored by a reward model
+    after ``-b`` go to ``X.scored{rm_tag}.jsonl`` (``-b``'s and the first one's, which it
+    replaced, to ``X.scored.jsonl``), so one answers folder holds the scores of both."""
+    global RM, SCORED
     RM = f"align-rm-minilm{rm_tag}"
+    SCORED = ".scored" if rm_tag in ("", "-b") else f".scored{rm_tag}"
 
 
 def use_tag(tag: str, rl_tag: str = "") -> None:
@@ -157,11 +163,7 @@ def stage_data(args) -> None:
     write_preferences(a_train + h_train, DATA / "pairs_train.jsonl")
     write_preferences(a_held + h_held, DATA / "pairs_heldout.jsonl")
     # pairs from held-out articles (never seen by anything): a second generalisation check
-    unseen = held[args.answerable + args.unanswerable:
-                  args.answerable + args.unanswerable + args.unseen_rows]
-    write_preferences(automatic_pairs([Example(r.instruction, references(r.output)[0],
-                                               input=r.input, group=r.group) for r in unseen],
-                                      seed=1),
+    write_preferences(automatic_pairs(unseen_rows(args), seed=1),
                       DATA / "pairs_unseen_articles.jsonl")
 
     # the held-out evaluation set
@@ -202,6 +204,41 @@ def cases() -> list[dict]:
 # --- reward models -------------------------------------------------------------------------------
 
 
+def unseen_rows(args) -> list:
+    """The SQuAD rows of held-out articles that no model sees (for the unseen-articles pairs)."""
+    from finetune.check import references
+    from finetune.data import Example
+
+    _, held, _ = split_squad(held_articles=args.held_articles)
+    start = args.answerable + args.unanswerable
+    return [Example(r.instruction, references(r.output)[0], input=r.input, group=r.group)
+            for r in held[start:start + args.unseen_rows]]
+
+
+def near_miss_files(args) -> tuple[Path, Path]:
+    """The pairs files plus near-miss pairs (``appkit align pairs --near-miss``: an answer over
+    another question's answer from the same passage), each new pair on the side of the split
+    its prompt is already on, so the held-out prompts stay unseen; and the near-miss pairs of
+    the unseen articles (``pairs_unseen_near_miss.jsonl``)."""
+    from finetune.prefs import automatic_pairs, read_preferences, write_preferences
+
+    train, held = DATA / "pairs_train-nm.jsonl", DATA / "pairs_heldout-nm.jsonl"
+    if train.exists() and held.exists():
+        return train, held
+    write_preferences([p for p in automatic_pairs(unseen_rows(args), seed=1, near_miss=True)
+                       if p.source == "near-miss"], DATA / "pairs_unseen_near_miss.jsonl")
+    appkit("align", "pairs", "--auto", str(DATA / "rm_rows.jsonl"), "--near-miss",
+           "-o", str(DATA / "pairs_near_miss_all.jsonl"), "--json")
+    near = [p for p in read_preferences(DATA / "pairs_near_miss_all.jsonl")[0]
+            if p.source == "near-miss"]
+    old_train = read_preferences(DATA / "pairs_train.jsonl")[0]
+    old_held = read_preferences(DATA / "pairs_heldout.jsonl")[0]
+    held_prompts = {p.prompt for p in old_held}
+    write_preferences(old_train + [p for p in near if p.prompt not in held_prompts], train)
+    write_preferences(old_held + [p for p in near if p.prompt in held_prompts], held)
+    return train, held
+
+
 def stage_reward(args) -> None:
     from appkit.models.reward import HFRewardModel
     from finetune.prefs import read_preferences
@@ -209,6 +246,9 @@ def stage_reward(args) -> None:
     from finetune.runs import Run
 
     out = results().get("reward", {})
+    pairs_train, pairs_held = DATA / "pairs_train.jsonl", DATA / "pairs_heldout.jsonl"
+    if args.rm_near_miss:
+        pairs_train, pairs_held = near_miss_files(args)
     models = [(RM, "all-minilm-l6-v2", ["--epochs", "1"])]
     if not args.rm_tag:  # the decoder comparison is measured once, on the first pairs
         models.append((RM_DECODER, POLICY_BASE, ["--max-steps", str(args.rm_decoder_steps),
@@ -217,8 +257,8 @@ def stage_reward(args) -> None:
         if name in out:
             continue
         if not run_exists(name):
-            appkit("align", "reward", "--pairs", str(DATA / "pairs_train.jsonl"),
-                   "--heldout-pairs", str(DATA / "pairs_heldout.jsonl"), "--base", base,
+            appkit("align", "reward", "--pairs", str(pairs_train),
+                   "--heldout-pairs", str(pairs_held), "--base", base,
                    "--name", name, "--batch-size", "8", "--max-length", str(args.rm_max_length),
                    "--save-every", "1000", "--json", *extra, log="reward.log")
         run = Run.open(name)
@@ -226,6 +266,11 @@ def stage_reward(args) -> None:
         unseen = heldout_metrics(HFRewardModel(run.final_dir, name=name),
                                  read_preferences(DATA / "pairs_unseen_articles.jsonl")[0])
         m["unseen_articles"] = unseen
+        m["pairs_file"] = pairs_train.name
+        if (DATA / "pairs_unseen_near_miss.jsonl").exists():
+            m["unseen_near_miss"] = heldout_metrics(
+                HFRewardModel(run.final_dir, name=name),
+                read_preferences(DATA / "pairs_unseen_near_miss.jsonl")[0])
         m["base"] = base
         out[name] = m
         save("reward", out)
@@ -380,7 +425,7 @@ def stage_answers(args) -> None:
         if only and label not in only:
             continue
         path = answer_cases(label, train_run, best_of, args)
-        scored = path.with_name(path.stem + ".scored.jsonl")
+        scored = path.with_name(f"{path.stem}{SCORED}.jsonl")
         if not scored.exists():
             appkit("align", "score", "--reward", RM, "--answers", str(path), "-o", str(scored),
                    "--json", log="score.log")
@@ -389,7 +434,7 @@ def stage_answers(args) -> None:
         if best_of > 1:  # the same policy, greedy, on the same cases
             greedy = label.split(" best-of")[0]
             subset = {c["question"] for c in bestof_cases(args)}
-            gpath = ANSWERS / f"{greedy}.scored.jsonl"
+            gpath = ANSWERS / f"{greedy}{SCORED}.jsonl"
             if gpath.exists():
                 done[f"{greedy} greedy (best-of cases)"] = method_metrics(gpath, subset)
         save("answers", done)
@@ -596,6 +641,8 @@ def main() -> None:
                    help="samples per RL step (--rl-batch / 4 prompts of 4 generations)")
     p.add_argument("--rl-tag", default="", help="suffix of a second RL run from the same SFT")
     p.add_argument("--rm-tag", default="", help="suffix of a second MiniLM reward model")
+    p.add_argument("--rm-near-miss", action="store_true",
+                   help="reward: train on the pairs plus near-miss pairs (pairs_*-nm.jsonl)")
     p.add_argument("--beta", type=float, default=0.05)
     p.add_argument("--kl-budget", type=float, default=0.5)
     p.add_argument("--bestof-answerable", type=int, default=50)

@@ -112,7 +112,8 @@ def stage_prune(args) -> None:
     config = PruneConfig(model=model, data=str(recovery_data(args)),
                          ratio=args.ratio, what=args.what, samples=args.samples,
                          batch_size=2, max_tokens=args.max_tokens,
-                         recover_steps=args.recover_steps, teacher=args.teacher, lr=args.lr,
+                         recover_steps=args.recover_steps, teacher=args.teacher,
+                         distill_on=args.distill_on, answer_weight=args.answer_weight, lr=args.lr,
                          threads=args.threads, prompt=squad.prompt_config())
     result = prune(config, name=args.name)
     r = result.report.to_dict()
@@ -333,6 +334,10 @@ def main() -> None:
                         "instead of the untuned original")
     p.add_argument("--teacher", default="",
                    help="recovery by logit distillation: 'original' (the model before pruning)")
+    p.add_argument("--distill-on", choices=["all", "answers"], default="all",
+                   help="with --teacher: the divergence on every token or the answers only")
+    p.add_argument("--answer-weight", type=float, default=0.0,
+                   help="with --teacher: the answer loss's share of the recovery loss")
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--max-answer", type=int, default=32)
     p.add_argument("--max-tokens", type=int, default=384)

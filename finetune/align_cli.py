@@ -43,7 +43,8 @@ def _collect(args: argparse.Namespace) -> tuple[list[Any], list[str]]:
     for path in getattr(args, "auto", None) or []:
         from finetune.data import read_rows
 
-        pairs += automatic_pairs(read_rows(path)[0], seed=args.seed)
+        pairs += automatic_pairs(read_rows(path)[0], seed=args.seed,
+                                 near_miss=getattr(args, "near_miss", False))
     if getattr(args, "harmless", False):
         pairs += harmless_pairs()
     for p in problems:
@@ -351,6 +352,9 @@ def _source_args(p: argparse.ArgumentParser) -> None:
                    help="preference JSONL: prompt, chosen, rejected, source (repeatable)")
     p.add_argument("--auto", action="append", metavar="DATA",
                    help="QA rows with passages: grounded-vs-unsupported and refusal pairs")
+    p.add_argument("--near-miss", action="store_true",
+                   help="with --auto: also prefer each answer to another question's answer "
+                        "from the same passage (harder negatives)")
     p.add_argument("--harmless", action="store_true",
                    help="add the shipped harmlessness set (requests to decline)")
     p.add_argument("--skip-bad-pairs", action="store_true",

@@ -316,14 +316,16 @@ def cmd_prune(args: argparse.Namespace) -> int:
     config = PruneConfig(
         model=args.model, data=args.data, ratio=args.ratio, what=args.what,
         samples=args.samples, batch_size=args.batch_size, max_tokens=args.max_tokens,
-        recover_steps=args.recover_steps, teacher=args.teacher, lr=args.lr, seed=args.seed,
-        threads=args.threads, prompt=profile.prompt)
+        recover_steps=args.recover_steps, teacher=args.teacher, distill_on=args.distill_on,
+        answer_weight=args.answer_weight, compare_unpruned=args.compare_unpruned, lr=args.lr,
+        seed=args.seed, threads=args.threads, prompt=profile.prompt)
     log = _progress_log(args)
     result = prune(config, name=args.name, log=log, progress=not args.json)
     r = result.report
     if args.json:
         _print_json({**r.to_dict(), "model": result.model.name, "model_path": str(result.folder),
                      "run": result.run.name if result.run is not None else None,
+                     "unpruned": result.unpruned.name if result.unpruned is not None else None,
                      "seconds": round(result.seconds, 1)})
         return 0
     print(f"{r.what}: {r.params_before:,} -> {r.params_after:,} parameters "
@@ -337,6 +339,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
     print(f"registered {result.model.name} (transformers) at {result.folder}; use it: set "
           f"chat.model = \"{result.model.name}\"; for llama.cpp: appkit finetune export "
           f"{result.model.name} --quant q4_k_m")
+    if result.unpruned is not None:
+        print(f"registered {result.unpruned.name}: the unpruned model after the same recovery "
+              f"(loss {r.loss_unpruned:.3f}); score both on held-out questions (chat.model "
+              f"= each, then appkit eval run) before you ship the pruned one")
     return 0
 
 
@@ -598,6 +604,15 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", default="",
                    help="recover by logit distillation instead of on the answers: 'original' "
                         "(the model before pruning) or a model with the same vocabulary")
+    p.add_argument("--distill-on", choices=["all", "answers"], default="all",
+                   help="with --teacher: match the teacher on every token of the rows, or on "
+                        "the answer tokens only")
+    p.add_argument("--answer-weight", type=float, default=0.0,
+                   help="with --teacher: share of the recovery loss that is the answer loss "
+                        "(0: distillation only, 0.5: an even mix)")
+    p.add_argument("--compare-unpruned", action="store_true",
+                   help="also train the unpruned model with the same recovery and register it "
+                        "as NAME-unpruned: the fair model to compare the pruned one with")
     p.add_argument("--name", default="", help="model name (default: MODEL-pruned-WHAT-TIME)")
     p.add_argument("--samples", type=int, default=32, help="rows used to measure importance")
     p.add_argument("--lr", type=float, default=2e-5, help="recovery learning rate")

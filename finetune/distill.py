@@ -320,9 +320,28 @@ def _shared_logits(student: Any, teacher: Any, batch: dict[str, Any]) -> tuple[A
     return s[..., :n], t[..., :n]
 
 
+DISTILL_TOKENS = ("all", "answers")
+
+
+def check_distill_mix(tokens: str, answer_weight: float) -> None:
+    """Reject a distillation mix :class:`LogitTrainer` cannot train.
+
+    Raises:
+        AppkitError: ``tokens`` not one of :data:`DISTILL_TOKENS`, or ``answer_weight``
+            outside [0, 1].
+    """
+    if tokens not in DISTILL_TOKENS:
+        raise AppkitError(f"distill-on must be one of {', '.join(DISTILL_TOKENS)}, got "
+                          f"'{tokens}'")
+    if not 0.0 <= answer_weight <= 1.0:
+        raise AppkitError(f"answer-weight is the answer loss's share of the recovery loss, "
+                          f"between 0 and 1; got {answer_weight}")
+
+
 class LogitTrainer(Trainer):
     """The project's training loop with the step's loss replaced by :func:`divergence` to a
-    frozen teacher on every non-padding token.
+    frozen teacher, on every non-padding token or on the answer tokens only, optionally mixed
+    with the usual loss on the answers.
 
     Example:
         >>> from finetune.distill import LogitTrainer
@@ -338,26 +357,48 @@ class LogitTrainer(Trainer):
         pad_id: the padding id.
         beta: generalized JSD mix (0: forward KL).
         temperature: softmax temperature.
+        tokens: where the divergence counts: ``all`` non-padding tokens, or ``answers`` (the
+            positions that predict an answer token, where the task's score is decided).
+        answer_weight: share of the loss that is the student's own cross-entropy on the
+            answers (0: distillation only; 0.5: an even mix).
         **kwargs: ``log`` and ``progress`` as for :class:`~finetune.trainer.Trainer`.
     """
 
     def __init__(self, model: Any, teacher: Any, examples: Sequence[Encoded], config: TrainConfig,
                  run: Run, *, pad_id: int, beta: float = 0.0, temperature: float = 1.0,
-                 **kwargs: Any):
+                 tokens: str = "all", answer_weight: float = 0.0, **kwargs: Any):
+        check_distill_mix(tokens, answer_weight)
         super().__init__(model, examples, config, run, pad_id=pad_id, **kwargs)
         self.teacher = teacher.to(self.device).eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.beta = beta
         self.temperature = temperature
+        self.tokens = tokens
+        self.answer_weight = answer_weight
+
+    def step_loss(self, batch: dict[str, Any]) -> Any:
+        """The distillation loss of one micro-batch (mixed with the answer loss if asked)."""
+        torch = require("torch", extra="finetune")
+        s, t = _shared_logits(self.model, self.teacher, batch)
+        labels = batch["labels"]
+        if self.tokens == "answers":  # position i predicts token i + 1
+            mask = torch.zeros_like(labels, dtype=torch.bool)
+            mask[:, :-1] = labels[:, 1:] != -100
+        else:
+            mask = batch["attention_mask"]
+        loss = divergence(s, t, mask, beta=self.beta, temperature=self.temperature)
+        if self.answer_weight:
+            ce = torch.nn.functional.cross_entropy(
+                s[:, :-1].reshape(-1, s.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+            loss = (1 - self.answer_weight) * loss + self.answer_weight * ce
+        return loss
 
     def train_step(self, batches: Sequence[dict[str, Any]]) -> float:
         total = 0.0
         for batch in batches:
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            s, t = _shared_logits(self.model, self.teacher, batch)
-            loss = divergence(s, t, batch["attention_mask"], beta=self.beta,
-                              temperature=self.temperature) / len(batches)
+            loss = self.step_loss(batch) / len(batches)
             loss.backward()
             total += float(loss.detach())
         self.optimizer.step()

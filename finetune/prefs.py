@@ -38,6 +38,7 @@ import json
 import math
 import os
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -150,10 +151,21 @@ def feedback_preferences(data_dir: str | os.PathLike) -> list[Preference]:
     return out
 
 
-def automatic_pairs(rows: Sequence[Example], *, refusal: str = REFUSAL, seed: int = 0
-                    ) -> list[Preference]:
+def automatic_pairs(rows: Sequence[Example], *, refusal: str = REFUSAL, seed: int = 0,
+                    near_miss: bool = False) -> list[Preference]:
     """Grounded-vs-unsupported, answer-over-refusal and refuse-when-unanswerable pairs from QA rows
     with passages.
+
+    Args:
+        rows: QA rows; the ones with a passage (``input``) make pairs.
+        refusal: the answer that says the documents do not cover it.
+        seed: which wrong answers are drawn.
+        near_miss: also pair each answer with a cited span of its own passage that does not
+            answer the question (source ``near-miss``): another question's answer about the same
+            passage where there is one, else a span of the passage as long as the answer, from
+            one sentence, sharing no word with it. That is what a policy's own wrong answers
+            look like; the grounded pairs draw their negatives from other passages, which a
+            reward model can tell apart by the passage alone.
 
     Raises:
         DataError: fewer than two groups of passages.
@@ -188,6 +200,60 @@ def automatic_pairs(rows: Sequence[Example], *, refusal: str = REFUSAL, seed: in
         if r.output.strip() != refusal:
             out.append(Preference(reward_prompt(r.instruction, [r.input]),
                                   f"{r.output.strip()} [1]", refusal, "answerable"))
+    if near_miss:
+        out += _near_miss_pairs(qa, spans, refusal=refusal, seed=seed)
+    return out
+
+
+_SENTENCE_END = re.compile(r"[.!?;:]$")
+_EDGE_PUNCTUATION = " \t\n,.;:!?\"'()[]"
+
+
+def passage_span(passage: str, words: int, answer: str, rng: random.Random, *,
+                 tries: int = 30) -> str | None:
+    """A span of ``words`` words of ``passage``, inside one sentence, with a word of three
+    letters or more, sharing no word with ``answer`` (SQuAD's normalisation), or None when the
+    draws find none.
+
+    Example:
+        >>> import random
+        >>> passage_span("Ada built the mill. It burned in 1850.", 1, "Ada", random.Random(3))
+        'mill'
+    """
+    from eval.metrics.squad import normalize_answer, token_f1
+
+    tokens = passage.split()
+    if len(tokens) < words:
+        return None
+    for _ in range(tries):
+        i = rng.randrange(len(tokens) - words + 1)
+        chunk = tokens[i:i + words]
+        if any(_SENTENCE_END.search(t) for t in chunk[:-1]):
+            continue  # crosses a sentence end
+        span = " ".join(chunk).strip(_EDGE_PUNCTUATION)
+        content = any(len(w) >= 3 for w in normalize_answer(span).split())
+        if content and token_f1(span, [answer]) == 0.0:
+            return span
+    return None
+
+
+def _near_miss_pairs(qa: Sequence[Example], spans: dict[str, list[str]], *, refusal: str,
+                     seed: int) -> list[Preference]:
+    from eval.metrics.squad import token_f1
+
+    rng = random.Random(seed + 2)
+    out = []
+    for r in qa:
+        answer = r.output.strip()
+        if answer == refusal:
+            continue
+        # no shared word with the right answer, so the negative is wrong, not half right
+        others = [a for a in spans.get(r.input, []) if token_f1(a, [answer]) == 0.0]
+        wrong = (others[rng.randrange(len(others))] if others
+                 else passage_span(r.input, len(answer.split()), answer, rng))
+        if wrong:
+            out.append(Preference(reward_prompt(r.instruction, [r.input]), f"{answer} [1]",
+                                  f"{wrong} [1]", "near-miss"))
     return out
 
 

@@ -25,13 +25,17 @@ reloads with ``AutoModelForCausalLM.from_pretrained``.
 An optional **recovery** fine-tune (``recover_steps``) trains every weight of the pruned model
 on the data for a few steps with :class:`~finetune.trainer.Trainer` (a run with a loss curve).
 By default it learns the rows' answers; with ``teacher`` it learns instead to match a teacher's
-next-token distributions on every token of the rows (logit distillation,
-:class:`~finetune.distill.LogitTrainer`): ``teacher="original"`` is the model as it was before
-pruning (a copy kept in memory), the usual way to recover a pruned model (Sreenivas et al. 2024,
-"LLM Pruning and Distillation in Practice: The Minitron Approach"); any other value names a
-model with the same vocabulary. On SQuAD, pruning the model already fine-tuned on the task lost
-less than pruning the untuned one and training both the same way, and recovery on the answers
-beat distillation over 300 steps (``benchmarks/RESULTS_small.md``).
+next-token distributions on every token of the rows, or with ``distill_on="answers"`` on the
+answer tokens only, optionally mixed with the answer loss (``answer_weight``) (logit
+distillation, :class:`~finetune.distill.LogitTrainer`): ``teacher="original"`` is the model as
+it was before pruning (a copy kept in memory), the usual way to recover a pruned model
+(Sreenivas et al. 2024, "LLM Pruning and Distillation in Practice: The Minitron Approach"); any
+other value names a model with the same vocabulary. On SQuAD, pruning the model already
+fine-tuned on the task lost less than pruning the untuned one and training both the same way,
+and recovery on the answers beat both forms of distillation over 300 steps
+(``benchmarks/RESULTS_small.md``). ``compare_unpruned`` also trains a copy of the unpruned
+model with exactly the same recovery and registers it as ``<name>-unpruned``, the model a
+pruned one should be compared with.
 
 **Unstructured magnitude pruning** (:func:`magnitude_prune`, ``torch.nn.utils.prune``) is
 reported beside it for comparison: it zeroes the smallest weights but removes nothing. llama.cpp
@@ -96,6 +100,13 @@ class PruneConfig:
         teacher: recovery by logit distillation from this model instead of training on the
             rows' answers: ``original`` (the model before pruning) or a model with the same
             vocabulary (a catalogue name or a transformers folder); empty: the answers.
+        distill_on: with ``teacher``, where the divergence counts: ``all`` tokens of the rows
+            or only the ``answers`` (the positions that predict an answer token).
+        answer_weight: with ``teacher``, the share of the recovery loss that is the answer
+            loss (0: distillation only).
+        compare_unpruned: also give a copy of the *unpruned* model exactly the recovery the
+            pruned one gets and register it as ``<name>-unpruned``: the model to compare the
+            pruned one with (the recovery's training improves a model by itself).
         lr: recovery learning rate.
         seed: recovery data order.
         threads: torch CPU threads (0: every core).
@@ -111,6 +122,9 @@ class PruneConfig:
     max_tokens: int = 256
     recover_steps: int = 0
     teacher: str = ""
+    distill_on: str = "all"
+    answer_weight: float = 0.0
+    compare_unpruned: bool = False
     lr: float = 2e-5
     seed: int = 0
     threads: int = 0
@@ -134,6 +148,8 @@ class PruneReport:
         loss_before: mean loss on the answers of the importance rows, original model.
         loss_pruned: the same after pruning, before recovery.
         loss_after: the same after recovery (``loss_pruned`` without recovery).
+        loss_unpruned: with ``compare_unpruned``, the same for the unpruned model after the
+            same recovery.
         magnitude: the unstructured comparison at the same ratio (:class:`MagnitudeReport`).
     """
 
@@ -145,6 +161,7 @@ class PruneReport:
     loss_before: float | None = None
     loss_pruned: float | None = None
     loss_after: float | None = None
+    loss_unpruned: float | None = None
     magnitude: dict[str, Any] | None = None
 
     @property
@@ -508,19 +525,26 @@ def _recovery(config: PruneConfig) -> str:
     """How recovery learns, for the run and the lineage."""
     if not config.teacher:
         return "the rows' answers"
-    return ("logit distillation from the model before pruning" if config.teacher == ORIGINAL
-            else f"logit distillation from {config.teacher}")
+    how = ("logit distillation from the model before pruning" if config.teacher == ORIGINAL
+           else f"logit distillation from {config.teacher}")
+    if config.distill_on == "answers":
+        how += " on the answer tokens"
+    if config.answer_weight:
+        how += f", mixed with the answer loss at {config.answer_weight:g}"
+    return how
 
 
 @dataclass
 class PruneResult:
-    """How a pruning ended: the report, the registered model, the recovery run (if any)."""
+    """How a pruning ended: the report, the registered model, the recovery run (if any) and
+    the unpruned model given the same recovery (if asked for)."""
 
     report: PruneReport
     model: Any  # the registered ModelSpec (or the unregistered spec)
     folder: Path
     run: Any  # the recovery Run, or None
     seconds: float
+    unpruned: Any = None  # with compare_unpruned: the registered unpruned twin's ModelSpec
 
 
 def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = print,
@@ -542,9 +566,10 @@ def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = p
         DataError: missing or malformed data.
         AppkitError: unknown model, or a name already taken.
     """
+    from appkit.models.catalogue import ModelSpec, register_model
     from finetune.base import model_folder, new_model_name
     from finetune.data import data_hash, encode_example
-    from finetune.distill import (LogitTrainer, load_causal_lm, read_prompts, save_student,
+    from finetune.distill import (check_distill_mix, load_causal_lm, read_prompts, save_student,
                                   vocabulary, vocabulary_difference)
     from finetune.runs import Run
 
@@ -556,8 +581,20 @@ def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = p
     if config.teacher and config.recover_steps <= 0:
         raise PruneError(f"--teacher {config.teacher} distills during recovery; give "
                          "--recover-steps too")
+    if config.compare_unpruned and config.recover_steps <= 0:
+        raise PruneError("--compare-unpruned gives the unpruned model the pruned one's "
+                         "recovery; give --recover-steps too")
+    if not config.teacher and (config.distill_on != "all" or config.answer_weight):
+        raise PruneError("--distill-on and --answer-weight shape recovery by distillation; "
+                         "give --teacher too (for example --teacher original)")
+    try:
+        check_distill_mix(config.distill_on, config.answer_weight)
+    except AppkitError as exc:
+        raise PruneError(f"--{exc}") from None
     rows = read_prompts(config.data)
     name = new_model_name(config.model, f"pruned-{config.what}", name)
+    if config.compare_unpruned:  # refused now, not after the pruning and recovery
+        new_model_name(config.model, "", f"{name}-unpruned")
     if config.teacher and config.teacher != ORIGINAL:
         differ = vocabulary_difference(vocabulary(config.teacher), vocabulary(config.model),
                                        teacher=f"--teacher {config.teacher}",
@@ -590,6 +627,7 @@ def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = p
         magnitude.loss = mean_loss(twin, answers)
         del twin
     teacher = None
+    unpruned = copy.deepcopy(model) if config.compare_unpruned else None
     if config.teacher == ORIGINAL:
         teacher = copy.deepcopy(model)
     elif config.teacher:
@@ -606,8 +644,9 @@ def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = p
     run = None
     base = spec.name if spec is not None else str(config.model)
     info = {"base": base, "data": str(Path(config.data).resolve()), "data_hash": data_hash(rows)}
+    train_config = None
     if config.recover_steps > 0:
-        from finetune.trainer import Trainer, TrainConfig
+        from finetune.trainer import TrainConfig
 
         train_config = TrainConfig(
             base=base, data=config.data, method="full", lr=config.lr, dropout=0.0,
@@ -618,27 +657,17 @@ def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = p
                                 "prune": {"what": config.what, "ratio": config.ratio},
                                 "recovery": _recovery(config),
                                 "config": train_config.to_dict()})
-        for p in model.parameters():
-            p.requires_grad_(True)
-        trainer = (LogitTrainer(model, teacher, encoded, train_config, run,
-                                pad_id=tokenizer.pad_token_id, log=log, progress=progress)
-                   if teacher is not None else
-                   Trainer(model, encoded, train_config, run, pad_id=tokenizer.pad_token_id,
-                           log=log, progress=progress))
-        trainer.fit()
-        model = trainer.model.to("cpu")
-        del teacher, trainer
+        model = _recover(model, teacher, encoded, train_config, run, config,
+                         pad_id=tokenizer.pad_token_id, log=log, progress=progress)
         report.loss_after = mean_loss(model, answers)
         log(f"recovered for {config.recover_steps} steps ({_recovery(config)}): "
             f"loss {report.loss_after:.3f}")
 
-    folder = save_student(model, tokenizer, name, log=log)
-    from appkit.models.catalogue import ModelSpec, register_model
-
     role = spec.role if spec is not None else ("chat" if templated else "completion")
+    folder = save_student(model, tokenizer, name, log=log)
     entry = ModelSpec(
         name=name, role=role, format="hf", local_path=str(folder),
-        size=sum(f.stat().st_size for f in folder.iterdir() if f.is_file()),
+        size=_size(folder),
         lineage={**info, "pruned": config.what, "ratio": config.ratio,
                  "removed": removed, "params_before": before,
                  "params_after": report.params_after, "recovery_steps": config.recover_steps,
@@ -649,6 +678,72 @@ def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = p
                     f"({report.reduction:.0%} fewer parameters), served through transformers")
     if register:
         register_model(entry, persist=True)
+    twin = None
+    if unpruned is not None:
+        twin, unpruned = _unpruned_twin(unpruned, teacher, encoded, train_config, config, name,
+                                        info, role=role, tokenizer=tokenizer,
+                                        register=register, log=log, progress=progress)
+        report.loss_unpruned = mean_loss(unpruned, answers)
+        log(f"the unpruned model after the same recovery: loss {report.loss_unpruned:.3f}; "
+            f"compare {name} with {twin.name}")
     if run is not None:
         run.update(exports={name: str(folder)}, prune_report=report.to_dict())
-    return PruneResult(report, entry, folder, run, time.perf_counter() - start)
+    return PruneResult(report, entry, folder, run, time.perf_counter() - start, twin)
+
+
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+
+
+def _recover(model: Any, teacher: Any, encoded: Sequence[Any], train_config: Any, run: Any,
+             config: PruneConfig, *, pad_id: int, log: Callable[[str], None], progress: bool
+             ) -> Any:
+    """Train every weight of ``model`` as the recovery asks (answers, or distillation from
+    ``teacher``); returns the trained model on the CPU."""
+    from finetune.distill import LogitTrainer
+    from finetune.trainer import Trainer
+
+    for p in model.parameters():
+        p.requires_grad_(True)
+    trainer = (LogitTrainer(model, teacher, encoded, train_config, run, pad_id=pad_id,
+                            tokens=config.distill_on, answer_weight=config.answer_weight,
+                            log=log, progress=progress)
+               if teacher is not None else
+               Trainer(model, encoded, train_config, run, pad_id=pad_id, log=log,
+                       progress=progress))
+    trainer.fit()
+    return trainer.model.to("cpu")
+
+
+def _unpruned_twin(model: Any, teacher: Any, encoded: Sequence[Any], train_config: Any,
+                   config: PruneConfig, pruned_name: str, info: dict[str, Any], *, role: str,
+                   tokenizer: Any, register: bool, log: Callable[[str], None], progress: bool
+                   ) -> tuple[Any, Any]:
+    """Give the unpruned ``model`` the pruned one's recovery; save and register it.
+
+    Returns:
+        Its catalogue entry and the trained model.
+    """
+    from appkit.models.catalogue import ModelSpec, register_model
+    from finetune.distill import save_student
+    from finetune.runs import Run
+
+    name = f"{pruned_name}-unpruned"
+    run = Run.create(name, {**info, "method": "full", "rows": len(encoded),
+                            "recovery": _recovery(config), "unpruned_twin_of": pruned_name,
+                            "config": train_config.to_dict()})
+    log(f"training the unpruned model as {pruned_name} was recovered, for comparison")
+    trained = _recover(model, teacher, encoded, train_config, run, config,
+                       pad_id=tokenizer.pad_token_id, log=log, progress=progress)
+    folder = save_student(trained, tokenizer, name, log=log)
+    entry = ModelSpec(
+        name=name, role=role, format="hf", local_path=str(folder), size=_size(folder),
+        lineage={**info, "unpruned_twin_of": pruned_name,
+                 "recovery_steps": config.recover_steps, "recovery": _recovery(config),
+                 "run": run.name, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        description=f"{info['base']} unpruned, trained as {pruned_name} was recovered (the "
+                    "model to compare it with), served through transformers")
+    if register:
+        register_model(entry, persist=True)
+    run.update(exports={name: str(folder)})
+    return entry, trained

@@ -33,6 +33,22 @@ def test_pairs_from_auto_and_harmless(tmp_path, capsys):
     assert len(read_preferences(out)[0]) == 62
 
 
+def test_pairs_with_near_misses(tmp_path, capsys):
+    two = [{"instruction": "Who built it?", "input": "Ada built it in 1850.", "output": "Ada",
+            "group": "doc9"},
+           {"instruction": "When?", "input": "Ada built it in 1850.", "output": "1850",
+            "group": "doc9"}]
+    rows = write_jsonl(tmp_path / "qa.jsonl", _qa_rows() + two)
+    out = tmp_path / "prefs.jsonl"
+    assert main(["align", "pairs", "--auto", str(rows), "--near-miss", "-o", str(out),
+                 "--json"]) == 0
+    # "Passage 3 says answer 3." has no two words sharing none with "answer 3": no pair there
+    assert json.loads(capsys.readouterr().out)["sources"]["near-miss"] == 2
+    near = [p for p in read_preferences(out)[0] if p.source == "near-miss"]
+    assert {(p.chosen, p.rejected) for p in near} == {("Ada [1]", "1850 [1]"),
+                                                      ("1850 [1]", "Ada [1]")}
+
+
 def test_bad_pair_is_an_error_with_its_line(tmp_path, capsys):
     bad = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Q", "chosen": "a", "rejected": "a"}])
     assert main(["align", "pairs", "--pairs", str(bad), "-o", str(tmp_path / "o.jsonl")]) == 2

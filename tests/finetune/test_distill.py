@@ -86,6 +86,38 @@ def test_logit_distillation_lowers_the_divergence_on_heldout_texts(tmp_path, mak
     assert all(not p.requires_grad for p in teacher.parameters())
 
 
+def test_distillation_on_the_answers_mixed_with_their_loss(tmp_path, make_tiny, char_tokenizer):
+    teacher, student = make_tiny(1), make_tiny(0)
+    rows = [encode_example(Example(t, "it is blue"), char_tokenizer, chat_template=False,
+                           max_tokens=64) for t in TEXTS[:4]]
+    batch = collate(rows, 0)
+    run = Run.create("mix", {"method": "full"}, root=tmp_path)
+
+    def loss(**kw):
+        trainer = LogitTrainer(student, teacher, rows, _config(), run, pad_id=0, progress=False,
+                               log=lambda s: None, **kw)
+        with torch.no_grad():
+            return trainer.step_loss(batch)
+
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        s, t = student(**inputs).logits, teacher(**inputs).logits
+        ce = student(**batch).loss  # transformers' own shifted loss on the answer tokens
+    answers = torch.zeros_like(batch["labels"], dtype=torch.bool)
+    answers[:, :-1] = batch["labels"][:, 1:] != -100  # position i predicts token i + 1
+    assert 0 < answers.sum() < batch["attention_mask"].sum()
+    on_answers = divergence(s, t, answers)
+    torch.testing.assert_close(loss(), divergence(s, t, batch["attention_mask"]))
+    torch.testing.assert_close(loss(tokens="answers"), on_answers)
+    torch.testing.assert_close(loss(tokens="answers", answer_weight=1.0), ce)
+    torch.testing.assert_close(loss(tokens="answers", answer_weight=0.25),
+                               0.75 * on_answers + 0.25 * ce)
+    with pytest.raises(AppkitError, match="distill-on must be one of all, answers, got 'prompt'"):
+        loss(tokens="prompt")
+    with pytest.raises(AppkitError, match="answer-weight .* between 0 and 1; got 1.5"):
+        loss(answer_weight=1.5)
+
+
 def _loglik(model, encoded, pad_id):
     """Mean log-likelihood per answer token (labels != -100)."""
     batch = collate(encoded, pad_id)

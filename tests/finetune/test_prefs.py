@@ -8,8 +8,8 @@ from appkit.models.reward import reward_prompt
 from finetune.check import REFUSAL
 from finetune.data import DataError, Example
 from finetune.prefs import (
-    HARMLESS_FILE, Preference, automatic_pairs, harmless_pairs, read_preferences,
-    split_preferences, write_preferences)
+    HARMLESS_FILE, Preference, automatic_pairs, harmless_pairs, passage_span,
+    read_preferences, split_preferences, write_preferences)
 from tests.finetune.conftest import write_jsonl
 
 
@@ -68,6 +68,40 @@ def test_automatic_pairs_ground_and_refuse():
     assert len(answerable) == 6
     assert answerable[0].prompt == g.prompt
     assert answerable[0].chosen == "answer-0 [1]" and answerable[0].rejected == REFUSAL
+
+
+def test_near_miss_pairs_are_wrong_spans_of_the_right_passage():
+    passage = "In 1850 the river town of Aldport built a bridge of red stone."
+    rows = [Example("When was the bridge built?", "1850", input=passage, group="a"),
+            Example("What was the bridge made of?", "red stone", input=passage, group="a"),
+            Example("Where was it built?", "the river town of Aldport", input=passage, group="a"),
+            Example("What colour was the stone?", "red", input=passage, group="a"),
+            *_rows(3)]
+    assert not [p for p in automatic_pairs(rows) if p.source == "near-miss"]
+    pairs = automatic_pairs(rows, near_miss=True)
+    near = {p.chosen: p for p in pairs if p.source == "near-miss"}
+    assert len(near) == 7  # every answer
+    # another question's answer about the same passage, never one sharing a word with the
+    # answer ("red" is half of "red stone")
+    assert near["red stone [1]"].rejected in {"1850 [1]", "the river town of Aldport [1]"}
+    assert near["red [1]"].rejected in {"1850 [1]", "the river town of Aldport [1]"}
+    assert near["1850 [1]"].prompt == reward_prompt("When was the bridge built?", [passage])
+    # else a span of the passage as long as the answer: "Passage 0 says answer-0."
+    assert near["answer-0 [1]"].rejected in {"Passage [1]", "says [1]"}
+    # the other kinds stay as they were
+    assert [p for p in pairs if p.source != "near-miss"] == automatic_pairs(rows)
+
+
+def test_passage_span_stays_in_one_sentence_and_off_the_answer():
+    import random
+
+    passage = "Ada built the mill in 1850. It burned down in 1901, the year of the flood."
+    spans = {passage_span(passage, 2, "the mill", random.Random(i)) for i in range(40)}
+    assert spans and None not in spans
+    for span in spans:
+        assert span in passage and "mill" not in span and ". " not in span
+    assert passage_span("a b", 3, "x", random.Random(0)) is None  # too short
+    assert passage_span("the of in", 1, "x", random.Random(0)) is None  # no content word
 
 
 def test_harmless_set_is_valid_and_declines():

@@ -174,6 +174,25 @@ def test_distillation_teacher_needs_recovery_steps_and_one_vocabulary(tmp_path):
     assert result.model.lineage["recovery"] == f"logit distillation from {same}"
 
 
+def test_distillation_on_the_answers_is_recorded_and_needs_a_teacher(tmp_path):
+    folder, data = _folder_and_data(tmp_path)
+    with pytest.raises(PruneError, match="--distill-on and --answer-weight shape recovery by "
+                                         "distillation; give --teacher"):
+        prune(PruneConfig(str(folder), str(data), 0.5, recover_steps=2, answer_weight=0.5))
+    with pytest.raises(PruneError, match="--answer-weight .* between 0 and 1; got -0.1"):
+        prune(PruneConfig(str(folder), str(data), 0.5, recover_steps=2, teacher="original",
+                          answer_weight=-0.1))
+    result = prune(PruneConfig(str(folder), str(data), 0.5, recover_steps=4, teacher="original",
+                               distill_on="answers", answer_weight=0.5, batch_size=4, lr=1e-2),
+                   name="tiny-kd-answers", log=lambda s: None, progress=False,
+                   compare_magnitude=False)
+    assert result.model.lineage["recovery"] == (
+        "logit distillation from the model before pruning on the answer tokens, mixed with the "
+        "answer loss at 0.5")
+    losses = [h["loss"] for h in result.run.history()]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+
+
 def test_magnitude_pruning_zeroes_the_share_and_removes_nothing():
     model = build()
     before = count_params(model)
@@ -243,6 +262,36 @@ def test_cli_prunes_and_registers_with_lineage(tmp_path, capsys, monkeypatch):
     # the same name again is refused rather than overwritten
     assert _cli(folder, data, "tiny-pruned") == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_cli_trains_the_unpruned_twin_the_same_way(tmp_path, capsys, monkeypatch):
+    from appkit.models.catalogue import get_spec
+    from finetune.runs import Run
+
+    monkeypatch.chdir(tmp_path)
+    folder, data = _folder_and_data(tmp_path)
+    assert _cli(folder, data, "tiny-cmp", "--compare-unpruned") == 2  # no recovery to copy
+    assert "--compare-unpruned gives the unpruned model" in capsys.readouterr().err
+    assert _cli(folder, data, "tiny-cmp", "--recover-steps", "3", "--compare-unpruned",
+                "--lr", "1e-2", "--batch-size", "4") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["unpruned"] == "tiny-cmp-unpruned" and out["loss_unpruned"] is not None
+    twin, pruned = get_spec("tiny-cmp-unpruned"), get_spec("tiny-cmp")
+    assert twin.lineage["unpruned_twin_of"] == "tiny-cmp"
+    assert twin.lineage["base"] == pruned.lineage["base"] == str(folder)
+    assert twin.lineage["recovery"] == pruned.lineage["recovery"] == "the rows' answers"
+    a, b = Run.open("tiny-cmp"), Run.open("tiny-cmp-unpruned")
+    assert a.info["config"] == b.info["config"] and len(b.history()) == 3
+    original = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    trained = transformers.AutoModelForCausalLM.from_pretrained(twin.local_path)
+    assert count_params(trained) == count_params(original) == out["params_before"]
+    # a twin name already taken is refused before any pruning
+    from finetune.runs import runs_dir
+
+    (runs_dir() / "tiny-y-unpruned").mkdir(parents=True)
+    assert _cli(folder, data, "tiny-y", "--recover-steps", "1", "--compare-unpruned") == 2
+    assert "'tiny-y-unpruned' exists" in capsys.readouterr().err
+    assert not (runs_dir() / "tiny-y").exists()
 
 
 def test_cli_bad_input_is_one_line(tmp_path, capsys, monkeypatch):
