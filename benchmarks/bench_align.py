@@ -163,7 +163,7 @@ def stage_data(args) -> None:
     write_preferences(a_train + h_train, DATA / "pairs_train.jsonl")
     write_preferences(a_held + h_held, DATA / "pairs_heldout.jsonl")
     # pairs from held-out articles (never seen by anything): a second generalisation check
-    write_preferences(automatic_pairs(unseen_rows(args), seed=1),
+    write_preferences(automatic_pairs(unseen_rows(held, args), seed=1),
                       DATA / "pairs_unseen_articles.jsonl")
 
     # the held-out evaluation set
@@ -204,12 +204,12 @@ def cases() -> list[dict]:
 # --- reward models -------------------------------------------------------------------------------
 
 
-def unseen_rows(args) -> list:
-    """The SQuAD rows of held-out articles that no model sees (for the unseen-articles pairs)."""
+def unseen_rows(held: list, args) -> list:
+    """The rows of ``held`` (the held-out articles' SQuAD rows) that no model sees: the
+    unseen-articles pairs are made from them."""
     from finetune.check import references
     from finetune.data import Example
 
-    _, held, _ = split_squad(held_articles=args.held_articles)
     start = args.answerable + args.unanswerable
     return [Example(r.instruction, references(r.output)[0], input=r.input, group=r.group)
             for r in held[start:start + args.unseen_rows]]
@@ -217,7 +217,7 @@ def unseen_rows(args) -> list:
 
 def near_miss_files(args) -> tuple[Path, Path]:
     """The pairs files plus near-miss pairs (``appkit align pairs --near-miss``: an answer over
-    another question's answer from the same passage), each new pair on the side of the split
+    a wrong span of the same passage), each new pair on the side of the split
     its prompt is already on, so the held-out prompts stay unseen; and the near-miss pairs of
     the unseen articles (``pairs_unseen_near_miss.jsonl``)."""
     from finetune.prefs import automatic_pairs, read_preferences, write_preferences
@@ -225,7 +225,9 @@ def near_miss_files(args) -> tuple[Path, Path]:
     train, held = DATA / "pairs_train-nm.jsonl", DATA / "pairs_heldout-nm.jsonl"
     if train.exists() and held.exists():
         return train, held
-    write_preferences([p for p in automatic_pairs(unseen_rows(args), seed=1, near_miss=True)
+    held_rows = split_squad(held_articles=args.held_articles)[1]
+    write_preferences([p for p in automatic_pairs(unseen_rows(held_rows, args), seed=1,
+                                                  near_miss=True)
                        if p.source == "near-miss"], DATA / "pairs_unseen_near_miss.jsonl")
     appkit("align", "pairs", "--auto", str(DATA / "rm_rows.jsonl"), "--near-miss",
            "-o", str(DATA / "pairs_near_miss_all.jsonl"), "--json")
@@ -263,14 +265,13 @@ def stage_reward(args) -> None:
                    "--save-every", "1000", "--json", *extra, log="reward.log")
         run = Run.open(name)
         m = dict(run.info["metrics"])
-        unseen = heldout_metrics(HFRewardModel(run.final_dir, name=name),
-                                 read_preferences(DATA / "pairs_unseen_articles.jsonl")[0])
-        m["unseen_articles"] = unseen
+        scorer = HFRewardModel(run.final_dir, name=name)
+        m["unseen_articles"] = heldout_metrics(
+            scorer, read_preferences(DATA / "pairs_unseen_articles.jsonl")[0])
         m["pairs_file"] = pairs_train.name
         if (DATA / "pairs_unseen_near_miss.jsonl").exists():
             m["unseen_near_miss"] = heldout_metrics(
-                HFRewardModel(run.final_dir, name=name),
-                read_preferences(DATA / "pairs_unseen_near_miss.jsonl")[0])
+                scorer, read_preferences(DATA / "pairs_unseen_near_miss.jsonl")[0])
         m["base"] = base
         out[name] = m
         save("reward", out)

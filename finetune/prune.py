@@ -659,6 +659,8 @@ def prune(config: PruneConfig, *, name: str = "", log: Callable[[str], None] = p
                                 "config": train_config.to_dict()})
         model = _recover(model, teacher, encoded, train_config, run, config,
                          pad_id=tokenizer.pad_token_id, log=log, progress=progress)
+        if unpruned is None:
+            teacher = None  # the twin's recovery would need it; otherwise freed before saving
         report.loss_after = mean_loss(model, answers)
         log(f"recovered for {config.recover_steps} steps ({_recovery(config)}): "
             f"loss {report.loss_after:.3f}")
