@@ -74,7 +74,9 @@ def score_models(results: Path, stage: str, models: dict, rows) -> None:
             continue
         t0 = time.perf_counter()
         s = score_rows(build(), rows, prompt=prompt_config(), desc=f"{stage}: {label}")
-        done[label] = {**s.summary(), "seconds": round(time.perf_counter() - t0, 1)}
+        # re-read before writing: another benchmark process may have recorded a score meanwhile
+        done = {**load_results(results).get(stage, {}),
+                label: {**s.summary(), "seconds": round(time.perf_counter() - t0, 1)}}
         saver(results)(stage, done)
 
 

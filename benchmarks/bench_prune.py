@@ -9,7 +9,11 @@ long run can be stopped and continued with ``--stages``):
 * ``prune``: ``finetune.prune``: importance on the training rows, structured pruning at
   ``--ratio`` (MLP channels: 0.45 removes about 27% of the 135M parameters; layers: 0.34, ten of
   thirty layers, about 26%), then a full-fine-tuning recovery of ``--recover-steps`` steps; the
-  magnitude-pruning comparison at the same ratio comes with it.
+  magnitude-pruning comparison at the same ratio comes with it. ``--refit`` re-solves
+  ``down_proj`` after the cut (the library's default; the benchmark's is off, as in its earlier
+  runs); ``--what vocab`` trims the vocabulary instead (``--keep-tokens-of`` the held-out
+  articles' paragraphs, which the data stage writes, keeps the documents' tokens), and
+  ``--model NAME`` prunes a model pruned before (a trimmed one, say) further.
 * ``reference``: the fair comparison for the recovered model: the *unpruned* model given the
   same full fine-tune (rows, steps, learning rate, batch, seed) as the recovery, so the F1 target
   compares pruning alone and not "trained vs untrained".
@@ -77,6 +81,10 @@ def stage_data(args) -> None:
     d.mkdir(parents=True, exist_ok=True)
     write_rows(train[:args.train_rows], d / "train.jsonl")
     write_rows(held[:args.questions], d / "heldout.jsonl")
+    # the documents a chat app over the held-out articles would answer from (their paragraphs,
+    # no questions or answers): what --what vocab --keep-tokens-of can keep
+    paragraphs = dict.fromkeys(r.input for r in held)
+    (d / "heldout-docs.txt").write_text("\n\n".join(paragraphs))
     if args.recover_rows:
         write_rows(train[args.train_rows:args.train_rows + args.recover_rows],
                    recovery_data(args))
@@ -112,7 +120,9 @@ def stage_prune(args) -> None:
     config = PruneConfig(model=model, data=str(recovery_data(args)),
                          ratio=args.ratio, what=args.what, samples=args.samples,
                          batch_size=2, max_tokens=args.max_tokens,
-                         recover_steps=args.recover_steps, teacher=args.teacher,
+                         recover_steps=args.recover_steps, refit=args.refit,
+                         keep_tokens_of=args.keep_tokens_of,
+                         teacher=args.teacher,
                          distill_on=args.distill_on, answer_weight=args.answer_weight, lr=args.lr,
                          threads=args.threads, prompt=squad.prompt_config())
     result = prune(config, name=args.name)
@@ -319,13 +329,18 @@ def main() -> None:
     p.add_argument("--name", default=DEFAULT_NAME)
     p.add_argument("--reference", default=f"{DEFAULT_NAME}-reference",
                    help="the unpruned model's training run (shared by every --name)")
-    p.add_argument("--what", choices=["layers", "heads", "mlp"], default="mlp")
+    p.add_argument("--what", choices=["layers", "heads", "mlp", "vocab"], default="mlp")
     p.add_argument("--ratio", type=float, default=0.45,
                    help="mlp 0.45 or layers 0.34: >= 25%% fewer parameters for SmolLM2-135M")
     p.add_argument("--samples", type=int, default=64, help="rows scored for importance")
     p.add_argument("--train-rows", type=int, default=800)
     p.add_argument("--questions", type=int, default=200, help="held-out questions")
     p.add_argument("--recover-steps", type=int, default=300)
+    p.add_argument("--keep-tokens-of", default="", metavar="PATH",
+                   help="--what vocab: documents whose tokens stay too (the data stage writes "
+                        "the held-out articles' paragraphs to <work>/heldout-docs.txt)")
+    p.add_argument("--refit", action="store_true",
+                   help="re-solve down_proj/o_proj by least squares after the cut")
     p.add_argument("--recover-rows", type=int, default=0,
                    help="recover on this many rows after the training rows (0: on the training "
                         "rows); the twin stage trains the unpruned reference on them too")

@@ -14,6 +14,8 @@ Making models small (issue 11)::
 
     appkit finetune distill --teacher qwen2.5-coder-0.5b --student smollm2-135m --data p.jsonl
     appkit finetune prune --model smollm2-135m --data train.jsonl --ratio 0.3 --name small
+    appkit finetune prune --model small --data train.jsonl --ratio 0.3 --what vocab \
+        --keep-tokens-of docs/ --name smaller                    # drop the unused tokens too
     appkit finetune export small --quant q4_k_m                  # the pruned model as a GGUF
     appkit finetune pretrain --data notes/ --out tiny-model/     # or --continue-from smollm2-135m
 """
@@ -310,15 +312,21 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from finetune.prune import PruneConfig, prune
+    from finetune.prune import PruneConfig, PruneError, prune
 
     profile = _profile(args)
+    if args.refit and args.what in ("layers", "vocab"):
+        raise PruneError(f"--refit re-solves the weights that read removed heads or MLP "
+                         f"channels; removed {args.what} have none: drop --refit or prune "
+                         "--what mlp/heads")
     config = PruneConfig(
         model=args.model, data=args.data, ratio=args.ratio, what=args.what,
         samples=args.samples, batch_size=args.batch_size, max_tokens=args.max_tokens,
-        recover_steps=args.recover_steps, teacher=args.teacher, distill_on=args.distill_on,
-        answer_weight=args.answer_weight, compare_unpruned=args.compare_unpruned, lr=args.lr,
-        seed=args.seed, threads=args.threads, prompt=profile.prompt)
+        recover_steps=args.recover_steps, refit=args.refit is not False,
+        keep_tokens_of=args.keep_tokens_of, teacher=args.teacher,
+        distill_on=args.distill_on, answer_weight=args.answer_weight,
+        compare_unpruned=args.compare_unpruned, lr=args.lr, seed=args.seed,
+        threads=args.threads, prompt=profile.prompt)
     log = _progress_log(args)
     result = prune(config, name=args.name, log=log, progress=not args.json)
     r = result.report
@@ -597,10 +605,18 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="JSONL rows: importance is measured on them")
     p.add_argument("--ratio", type=float, required=True,
                    help="share of the structure removed, between 0 and 1")
-    p.add_argument("--what", choices=["layers", "heads", "mlp"], default="mlp",
-                   help="decoder layers, attention heads (whole KV groups) or MLP channels")
+    p.add_argument("--what", choices=["layers", "heads", "mlp", "vocab"], default="mlp",
+                   help="decoder layers, attention heads (whole KV groups), MLP channels, or "
+                        "the tokens (embedding and output rows) the data does not use")
     p.add_argument("--recover-steps", type=int, default=0,
                    help="full fine-tuning steps on the data after pruning (0: none)")
+    p.add_argument("--keep-tokens-of", default="", metavar="PATH",
+                   help="--what vocab: a file or folder of documents whose tokens stay too "
+                        "(the documents your app answers from)")
+    p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                   help="heads/mlp (default: on): re-solve o_proj/down_proj by least squares on "
+                        "the rows so the kept inputs reproduce the original outputs; --no-refit "
+                        "only drops the removed ones")
     p.add_argument("--teacher", default="",
                    help="recover by logit distillation instead of on the answers: 'original' "
                         "(the model before pruning) or a model with the same vocabulary")

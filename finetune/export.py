@@ -51,6 +51,7 @@ from appkit.models.catalogue import ModelSpec, get_spec, register_model
 from finetune.base import finetune_home
 from finetune.peft_methods import gguf_exportable
 from finetune.runs import Run
+from finetune.vocab import VOCAB_MAP, read_vocab_map
 
 QUANT_TYPES = {"f16": "LLAMA_FTYPE_MOSTLY_F16", "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
                "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
@@ -228,16 +229,50 @@ def permute_rows(reader: Any, gguf_name: str, rows: Any, *,
             .swapaxes(1, 2).reshape(shape))
 
 
-def _copy_metadata(reader: Any, writer: Any, *, skip: Sequence[str] = ()) -> None:
+def _copy_metadata(reader: Any, writer: Any, *, skip: Sequence[str] = (),
+                   replace: dict[str, Any] | None = None) -> None:
+    """Copy the reader's metadata; ``replace`` gives new contents for some keys (``None``
+    drops the key)."""
     gguf = require("gguf", extra="finetune")
+    replace = replace or {}
     for key, f in reader.fields.items():
         if key.startswith("GGUF.") or key in skip or key == "general.architecture":
             continue
+        value = replace[key] if key in replace else f.contents()
+        if value is None:
+            continue
         main = f.types[0]
         if main == gguf.GGUFValueType.ARRAY:
-            writer.add_key_value(key, f.contents(), main, sub_type=f.types[-1])
+            writer.add_key_value(key, value, main, sub_type=f.types[-1])
         else:
-            writer.add_key_value(key, f.contents(), main)
+            writer.add_key_value(key, value, main)
+
+
+def trimmed_tokenizer_fields(reader: Any, kept: Sequence[int]) -> dict[str, Any]:
+    """New contents of the base GGUF's tokenizer keys for a model that keeps only the base ids
+    ``kept`` (:mod:`finetune.vocab`): per-token arrays (tokens, scores, types) indexed by
+    ``kept``, BPE merges whose parts and result are kept, special token ids renumbered (dropped
+    when the token is gone)."""
+    tokens = reader.fields["tokenizer.ggml.tokens"].contents()
+    new = {old: i for i, old in enumerate(kept)}
+    out: dict[str, Any] = {}
+    for key, f in reader.fields.items():
+        if not key.startswith("tokenizer.ggml."):
+            continue
+        if key == "tokenizer.ggml.merges":
+            names = {tokens[i] for i in kept}
+            out[key] = [m for m in f.contents() if _merge_kept(m, names)]
+        elif key.endswith("_token_id"):
+            out[key] = new.get(int(f.contents()))
+        elif len(f.data) == len(tokens) and key != "tokenizer.ggml.model":
+            values = f.contents()
+            out[key] = [values[i] for i in kept]
+    return out
+
+
+def _merge_kept(merge: str, names: set[str]) -> bool:
+    a, _, b = merge.partition(" ")
+    return a in names and b in names and a + b in names
 
 
 # --- writers -------------------------------------------------------------------------------------
@@ -356,7 +391,17 @@ def write_model_gguf(base_gguf: Path, hf_dir: Path, out: Path, *, name: str = ""
         sources.pop("lm_head.weight", None)  # llama.cpp reuses token_embd
     tokens = reader.fields.get("tokenizer.ggml.tokens")
     vocab = config.get("vocab_size")
-    if tokens is not None and vocab is not None and len(tokens.data) > vocab:
+    kept = read_vocab_map(hf_dir)  # a trimmed vocabulary: its rows' ids in the base GGUF
+    replace = {}
+    if kept is not None:
+        if tokens is None or len(kept) != vocab or max(kept) >= len(tokens.data):
+            raise ExportError(f"{hf_dir.name}'s {VOCAB_MAP} does not fit: {len(kept)} ids for "
+                              f"{vocab} token embeddings over the base GGUF {base_gguf.name}'s "
+                              f"{len(tokens.data) if tokens is not None else 0} tokens")
+        replace = trimmed_tokenizer_fields(reader, kept)
+        if f"{arch}.vocab_size" in reader.fields:
+            replace[f"{arch}.vocab_size"] = len(kept)
+    elif tokens is not None and vocab is not None and len(tokens.data) > vocab:
         raise ExportError(f"{hf_dir.name} has {vocab} token embeddings but the base GGUF "
                           f"{base_gguf.name} has {len(tokens.data)} tokens: not the same "
                           "tokenizer")
@@ -373,7 +418,8 @@ def write_model_gguf(base_gguf: Path, hf_dir: Path, out: Path, *, name: str = ""
     names = hf_to_gguf_names(reader, list(sources), in_base=False)
     writer = gguf.GGUFWriter(str(out), arch)
     _copy_metadata(reader, writer, skip=("general.file_type", "general.name",
-                                         *(f"{arch}.{k}" for k in _SHAPE_KEYS)))
+                                         *(f"{arch}.{k}" for k in _SHAPE_KEYS)),
+                   replace=replace)
     writer.add_name(name or f"{_field_value(reader, 'general.name') or arch} (pruned)")
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     for key, value in shape.items():

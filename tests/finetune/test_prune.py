@@ -1,6 +1,7 @@
 """Pruning on tiny random decoders: each structure at ratio 0.5 reloads with transformers with the
 expected config and parameter count and gives logits of the right shape; importance picks what
-matters least (an identity layer, a silenced head group, dead channels); recovery lowers the loss;
+matters least (an identity layer, a silenced head group, dead channels); refitting the reading
+layer reproduces the original output better than dropping inputs; recovery lowers the loss;
 magnitude pruning zeroes the asked share and removes nothing; bad input is a one-line error; the
 CLI prunes end to end and registers the model with lineage."""
 
@@ -13,7 +14,8 @@ import pytest
 from appkit.cli import main
 from finetune.data import DataError
 from finetune.prune import (
-    PruneConfig, PruneError, aligned, count_params, head_dim, magnitude_prune, prune, prune_model)
+    PruneConfig, PruneError, aligned, count_params, head_dim, input_grams, magnitude_prune, prune,
+    prune_model, refit_weight)
 from tests.finetune.conftest import write_jsonl
 from tests.finetune.test_distill import TEXTS, WORDS, save_model
 
@@ -109,6 +111,58 @@ def test_importance_removes_a_silenced_head_group_and_dead_channels():
     assert prune_model(model, batches(), "mlp", 0.5) == dead
 
 
+def test_refit_solves_the_kept_columns_by_least_squares():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 6, generator=g)
+    x[:, 4] = x[:, 0] - 2 * x[:, 1]  # a removed input that the kept ones carry
+    x[:, 5] = 3 * x[:, 2]
+    w = torch.randn(3, 6, generator=g)
+    keep = torch.tensor([0, 1, 2, 3])
+    fitted = refit_weight(w, x.T @ x, keep, ridge=0.0)
+    torch.testing.assert_close(x[:, keep] @ fitted.T, x @ w.T, atol=1e-4, rtol=1e-4)
+    assert fitted.shape == (3, 4) and fitted.dtype == w.dtype
+    # the ridge only shrinks the fit
+    assert torch.allclose(refit_weight(w, x.T @ x, keep, ridge=1e-8), fitted, atol=1e-3)
+
+
+def _first_layer_output(model, what, ids):
+    """The first layer's MLP (or attention) output: its input is unchanged by pruning."""
+    layer = model.model.layers[0]
+    part = layer.mlp if what == "mlp" else layer.self_attn.o_proj
+    seen = {}
+    hook = part.register_forward_hook(lambda m, a, out: seen.setdefault("out", out))
+    with torch.no_grad():
+        model.eval()(input_ids=ids)
+    hook.remove()
+    return seen["out"]
+
+
+@pytest.mark.parametrize("what", ["mlp", "heads"])
+def test_refit_reproduces_the_original_output_better_than_dropping(what):
+    data = batches(n=4)
+    ids = torch.cat([b["input_ids"] for b in data])  # least squares is best over all its rows
+    want = _first_layer_output(build(), what, ids)
+    errors = {}
+    for refit in (False, True):
+        model = build()
+        removed = prune_model(model, data, what, 0.5, refit=refit)
+        errors[refit] = float((_first_layer_output(model, what, ids) - want).norm())
+        if refit:
+            assert removed == prune_model(build(), data, what, 0.5)  # the same choice
+            assert model.config.intermediate_size == (32 if what == "mlp" else 64)
+    assert errors[True] < 0.9 * errors[False], errors
+
+
+def test_input_grams_count_real_tokens_only():
+    model = build()
+    data = batches(n=1)
+    padded = {**data[0], "attention_mask": data[0]["attention_mask"].clone()}
+    padded["attention_mask"][:, 8:] = 0
+    full, half = input_grams(model, data, "down_proj"), input_grams(model, [padded], "down_proj")
+    assert full[0].shape == (64, 64) and len(full) == 4
+    assert float(half[0].trace()) < float(full[0].trace())
+
+
 def _folder_and_data(tmp_path):
     folder = save_model(tmp_path / "tiny", WORDS, seed=0)
     data = write_jsonl(tmp_path / "train.jsonl",
@@ -134,7 +188,8 @@ def test_recovery_by_distillation_from_the_original_moves_toward_it(tmp_path):
     from finetune.distill import load_causal_lm, mean_divergence, read_prompts
 
     folder, data = _folder_and_data(tmp_path)
-    settings = dict(what="mlp", lr=1e-2, batch_size=4, samples=8)
+    # without the refit, which already brings the cut close to the original on these rows
+    settings = dict(what="mlp", lr=1e-2, batch_size=4, samples=8, refit=False)
     cut = prune(PruneConfig(str(folder), str(data), 0.5, **settings), name="tiny-cut",
                 log=lambda s: None, progress=False, compare_magnitude=False)
     kd = prune(PruneConfig(str(folder), str(data), 0.5, recover_steps=15, teacher="original",
@@ -191,6 +246,26 @@ def test_distillation_on_the_answers_is_recorded_and_needs_a_teacher(tmp_path):
         "answer loss at 0.5")
     losses = [h["loss"] for h in result.run.history()]
     assert len(losses) == 4 and losses[-1] < losses[0]
+
+
+def test_refit_is_the_default_recorded_and_refused_for_layers(tmp_path, capsys, monkeypatch):
+    from appkit.models.catalogue import get_spec
+
+    monkeypatch.chdir(tmp_path)
+    folder, data = _folder_and_data(tmp_path)
+    assert _cli(folder, data, "tiny-z", "--what", "layers", "--refit") == 2
+    assert "--refit re-solves the weights that read removed heads or MLP channels; removed " \
+           "layers have none" in capsys.readouterr().err
+    assert _cli(folder, data, "tiny-plain", "--batch-size", "4", "--no-refit") == 0
+    assert _cli(folder, data, "tiny-refit", "--batch-size", "4") == 0  # refit by default
+    plain, fitted = get_spec("tiny-plain"), get_spec("tiny-refit")
+    assert fitted.lineage["refit"] is True and plain.lineage["refit"] is False
+    assert _cli(folder, data, "tiny-l", "--what", "layers") == 0  # nothing to refit: no error
+    assert get_spec("tiny-l").lineage["refit"] is False
+    a, b = (transformers.AutoModelForCausalLM.from_pretrained(s.local_path).model.layers[0].mlp
+            for s in (plain, fitted))
+    assert torch.equal(a.up_proj.weight, b.up_proj.weight)  # the same channels kept
+    assert not torch.allclose(a.down_proj.weight, b.down_proj.weight)  # and their reader refit
 
 
 def test_magnitude_pruning_zeroes_the_share_and_removes_nothing():

@@ -186,6 +186,42 @@ def test_pruned_smollm2_exports_to_a_gguf_with_the_same_logits(tmp_path, cache):
     assert np.abs(got - expected).max() < 0.5  # F16 weights; logits span about +-30
 
 
+def test_smollm2_with_a_trimmed_vocabulary_tokenizes_and_scores_the_same_in_llama_cpp(
+        tmp_path, cache):
+    """Half of SmolLM2's 49,152 tokens trimmed away, exported whole: llama.cpp's BPE over the
+    trimmed tokens and merges splits text exactly as the trimmed transformers tokenizer does
+    (text the rows never used included), and the F16 GGUF gives the torch model's logits."""
+    import llama_cpp
+    import numpy as np
+    import transformers
+
+    from finetune.export import export_run
+    from finetune.prune import PruneConfig, prune
+
+    config = PruneConfig("smollm2-135m", str(_data(tmp_path)), 0.5, what="vocab", samples=2,
+                         batch_size=2, max_tokens=64, threads=1)
+    result = prune(config, name="smol-trim", log=lambda s: None, progress=False)
+    assert result.report.removed == 24_576 and result.report.reduction > 0.10
+    f16 = export_run("smol-trim", quants=("f16",), log=lambda s: None).files["f16"]
+    tok = transformers.AutoTokenizer.from_pretrained(str(result.folder))
+    llm = llama_cpp.Llama(model_path=str(f16), n_ctx=128, logits_all=True, n_threads=1,
+                          verbose=False)
+    for text in (PROMPT + " Paris.", "Qu'est-ce que c'est? 日本語, xylophones & 3.14159"):
+        ids = tok(text, add_special_tokens=False).input_ids
+        assert llm.tokenize(text.encode(), add_bos=False) == ids
+        assert llm.detokenize(ids).decode() == text
+    ids = tok(PROMPT + " Paris. It is known for the Eiffel Tower.").input_ids
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(result.folder)).eval()
+    with torch.no_grad():
+        expected = model(input_ids=torch.tensor([ids])).logits[0].numpy()
+    llm.eval(ids)
+    got = np.array(llm.scores[:len(ids)])
+    llm.close()
+    assert got.shape[1] == 24_576
+    assert (got.argmax(-1) == expected.argmax(-1)).mean() >= 0.95
+    assert np.abs(got - expected).max() < 0.5
+
+
 def test_a_fine_tuned_smollm2_is_pruned_by_distillation_and_exported(tmp_path, cache):
     """The README's order: a full run registered as a transformers model, pruned with recovery
     by distillation from itself, keeps its lineage to the GGUF base and exports to Q4_K_M."""
