@@ -837,8 +837,8 @@ def _trim_vocab(model: Any, tokenizer: Any, encoded: Sequence[Any], config: Prun
     import tempfile
 
     from finetune.export import ExportError, gguf_base
-    from finetune.vocab import VocabError, base_ids, choose_tokens, gguf_needed_ids, trim_model, \
-        trim_tokenizer, trimmed_tokenizer
+    from finetune.vocab import VocabError, base_ids, choose_tokens, document_texts, \
+        gguf_needed_ids, trim_model, trim_tokenizer, trimmed_tokenizer
 
     total = model.get_input_embeddings().weight.shape[0]
     needed: set[int] = set()
@@ -851,11 +851,12 @@ def _trim_vocab(model: Any, tokenizer: Any, encoded: Sequence[Any], config: Prun
     tok = json.loads(tokenizer.backend_tokenizer.to_str())
     used = {i for e in encoded for i in e.input_ids}
     from_rows = len(used)
-    if config.keep_tokens_of:
-        texts = document_texts(config.keep_tokens_of)
-        used |= {i for t in texts for i in tokenizer(t, add_special_tokens=False)["input_ids"]}
-        log(f"{config.keep_tokens_of}: {len(used) - from_rows:,} more tokens to keep")
     try:
+        if config.keep_tokens_of:
+            texts = document_texts(config.keep_tokens_of)
+            used |= {i for t in texts
+                     for i in tokenizer(t, add_special_tokens=False)["input_ids"]}
+            log(f"{config.keep_tokens_of}: {len(used) - from_rows:,} more tokens to keep")
         kept = choose_tokens(tok, used, total - n, rows=total, needed=needed)
     except VocabError as exc:
         raise PruneError(str(exc)) from None
@@ -864,32 +865,6 @@ def _trim_vocab(model: Any, tokenizer: Any, encoded: Sequence[Any], config: Prun
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = trimmed_tokenizer(tokenizer, trim_tokenizer(tok, kept), Path(tmp))
     return total - len(kept), tokenizer, base_ids(source, kept)
-
-
-def document_texts(path: str) -> list[str]:
-    """The text of every document under ``path`` (a file or a folder, read by ``appkit
-    ingest``'s loaders; files without a loader are skipped).
-
-    Raises:
-        PruneError: the path does not exist or holds no readable document.
-    """
-    from appkit.ingest.loaders import loader_for
-
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise PruneError(f"--keep-tokens-of {path}: no such file or folder")
-    files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file())
-    texts = []
-    for f in files:
-        loader = loader_for(f)
-        if loader is not None:
-            try:
-                texts += [d.page_content for d in loader.load(f)]
-            except AppkitError as exc:
-                raise PruneError(f"--keep-tokens-of: cannot read {f}: {exc}") from None
-    if not texts:
-        raise PruneError(f"--keep-tokens-of {path}: no document appkit can read there")
-    return texts
 
 
 def _size(folder: Path) -> int:

@@ -230,3 +230,29 @@ def trimmed_tokenizer(tokenizer: Any, tok: dict[str, Any], tmp: Path) -> Any:
     tokenizer.save_pretrained(str(tmp))
     (tmp / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False))
     return transformers.AutoTokenizer.from_pretrained(str(tmp))
+
+
+def document_texts(path: str) -> list[str]:
+    """The text of every document under ``path`` (a file or a folder, read by ``appkit
+    ingest``'s loaders; files without a loader are skipped).
+
+    Raises:
+        VocabError: the path does not exist or holds no readable document.
+    """
+    from appkit.ingest.loaders import loader_for
+
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise VocabError(f"--keep-tokens-of {path}: no such file or folder")
+    files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file())
+    texts = []
+    for f in files:
+        loader = loader_for(f)
+        if loader is not None:
+            try:
+                texts += [d.page_content for d in loader.load(f)]
+            except AppkitError as exc:
+                raise VocabError(f"--keep-tokens-of: cannot read {f}: {exc}") from None
+    if not texts:
+        raise VocabError(f"--keep-tokens-of {path}: no document appkit can read there")
+    return texts
