@@ -8,6 +8,7 @@ clear error."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -225,3 +226,11 @@ def test_trimmed_gguf_gives_the_transformers_logits(tmp_path, capsys, monkeypatc
         expected = model(input_ids=torch.tensor([ids])).logits[0].numpy()
     got, generated = llama_logits(path, ids)
     assert np.abs(got - expected).max() < 0.1 and len(generated) == 4
+    # a map that does not fit the weights is refused, naming the file
+    from finetune.export import ExportError, write_model_gguf
+    from finetune.vocab import write_vocab_map
+
+    write_vocab_map(spec.local_path, kept[:-1])
+    with pytest.raises(ExportError, match="appkit_vocab.json does not fit: .* ids for .* token "
+                                          "embeddings over the base GGUF base.gguf"):
+        write_model_gguf(base, Path(spec.local_path), tmp_path / "x.gguf")
