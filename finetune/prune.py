@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -888,6 +889,10 @@ def _recover(model: Any, teacher: Any, encoded: Sequence[Any], train_config: Any
                Trainer(model, encoded, train_config, run, pad_id=pad_id, log=log,
                        progress=progress))
     trainer.fit()
+    # prune does not resume a recovery, so its resume checkpoints (weights and optimizer state,
+    # about three times the model: 1.5 GB for SmolLM2) would only fill the user's cache
+    for checkpoint in run.checkpoints():
+        shutil.rmtree(checkpoint, ignore_errors=True)
     return trainer.model.to("cpu")
 
 

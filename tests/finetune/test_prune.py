@@ -180,6 +180,7 @@ def test_recovery_lowers_the_loss(tmp_path):
     losses = [h["loss"] for h in result.run.history()]
     assert len(losses) == 15 and losses[-1] < losses[0]
     assert result.model.lineage["recovery_steps"] == 15
+    assert result.run.checkpoints() == []  # not resumable through prune: not kept
     assert r.magnitude["zeroed"] > 0 and r.magnitude["params"] == r.params_before
 
 
